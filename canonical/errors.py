@@ -1,0 +1,120 @@
+"""The error tree every layer raises; the gateway alone turns it into HTTP problems.
+
+    MeterlineError                    base: a stable ``code`` and a human ``detail``
+    ├── NotFound                      the resource does not exist (or is not yours)
+    ├── InvalidRequest                input that cannot be processed as given
+    │   ├── IdempotencyKeyRequired    a required Idempotency-Key header is missing
+    │   └── IdempotencyKeyReused      same key, different request fingerprint
+    ├── Conflict                      the request clashes with current state
+    │   ├── IdempotencyInFlight       the first request with this key is still running
+    │   └── InvalidTransition         a document cannot move to the requested state
+    ├── BusinessRuleViolation         valid input a finance rule refuses (closed period, ...)
+    └── UpstreamError                 a wrapped system failed; ``transient`` says if a retry may help
+        ├── SystemUnavailable         503 / maintenance / timeout
+        ├── SystemThrottled           the system's own quota (``retry_after`` seconds)
+        └── AmbiguousCommit           the call may have committed but the answer was lost
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AmbiguousCommit",
+    "BusinessRuleViolation",
+    "Conflict",
+    "IdempotencyInFlight",
+    "IdempotencyKeyRequired",
+    "IdempotencyKeyReused",
+    "InvalidRequest",
+    "InvalidTransition",
+    "MeterlineError",
+    "NotFound",
+    "SystemThrottled",
+    "SystemUnavailable",
+    "UpstreamError",
+]
+
+
+class MeterlineError(Exception):
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str = "", *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        if code:
+            self.code = code
+        self.extra = extra
+
+
+class NotFound(MeterlineError):
+    code = "not_found"
+    title = "Resource not found"
+
+
+class InvalidRequest(MeterlineError):
+    code = "invalid_request"
+    title = "Invalid request"
+
+
+class IdempotencyKeyRequired(InvalidRequest):
+    code = "idempotency_key_required"
+    title = "Idempotency-Key header required"
+
+
+class IdempotencyKeyReused(InvalidRequest):
+    code = "idempotency_key_reused"
+    title = "Idempotency-Key reused with a different request"
+
+
+class Conflict(MeterlineError):
+    code = "conflict"
+    title = "Conflict with current state"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency_in_flight"
+    title = "A request with this Idempotency-Key is still in progress"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "Invalid state transition"
+
+
+class BusinessRuleViolation(MeterlineError):
+    code = "business_rule_violation"
+    title = "Business rule violation"
+
+
+class UpstreamError(MeterlineError):
+    code = "upstream_error"
+    title = "Wrapped system error"
+    transient = False
+
+    def __init__(self, detail: str = "", *, system: str = "", **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.system = system
+
+
+class SystemUnavailable(UpstreamError):
+    code = "system_unavailable"
+    title = "Wrapped system unavailable"
+    transient = True
+
+
+class SystemThrottled(UpstreamError):
+    code = "system_throttled"
+    title = "Wrapped system quota exceeded"
+    transient = True
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
+class AmbiguousCommit(UpstreamError):
+    code = "ambiguous_commit"
+    title = "Outcome of a call to a wrapped system is unknown"
+    transient = True

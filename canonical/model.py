@@ -1,0 +1,352 @@
+"""The canonical model: one msgspec Struct per business object, shared by every layer.
+
+Amounts are ``Decimal`` (decimal strings on the wire), times are UTC datetimes, and
+identifiers are prefixed opaque strings. Charge models form a tagged union on ``model``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "Aggregation",
+    "Amendment",
+    "Charge",
+    "Customer",
+    "ErpDocument",
+    "ErpInvoice",
+    "ErpInvoiceLine",
+    "ErpItem",
+    "LegalEntity",
+    "ExceptionRecord",
+    "FlatCharge",
+    "GraduatedCharge",
+    "Invoice",
+    "InvoiceLine",
+    "JournalEntry",
+    "JournalLine",
+    "Meter",
+    "MinimumCommitment",
+    "PackageCharge",
+    "Page",
+    "PerUnitCharge",
+    "PostingStatus",
+    "PricePlan",
+    "RatedCharge",
+    "Subscription",
+    "TaxLine",
+    "TaxStatus",
+    "Tier",
+    "UsageEvent",
+    "VolumeCharge",
+]
+
+Aggregation = Literal["sum", "count", "max", "unique_count", "latest"]
+TaxStatus = Literal["taxable", "exempt"]
+InvoiceStatus = Literal["draft", "finalized", "posted", "paid", "void"]
+
+Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Country = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
+CurrencyCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+# Decimal inputs travel as strings whose shape the contract states exactly, so that the
+# served schema, the decoder and the fuzzer agree on what is valid.
+DecimalString = Annotated[str, msgspec.Meta(pattern=r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,12})?$")]
+NonNegativeDecimalString = Annotated[
+    str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,12})?$")
+]
+PositiveDecimalString = Annotated[
+    str, msgspec.Meta(pattern=r"^([1-9][0-9]{0,17}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9])$")
+]
+NonNegative = Decimal  # validated by the owning system; the wire form is a decimal string
+Positive = Decimal
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True):
+    """Shared configuration: unknown input fields are an error."""
+
+
+# --- CRM -----------------------------------------------------------------------------
+
+
+class Customer(Base):
+    id: str
+    name: str
+    legal_entity_id: str
+    billing_country: Country
+    currency: CurrencyCode
+    tax_status: TaxStatus = "taxable"
+    tax_id: str | None = None
+    us_state: str | None = None
+    parent_id: str | None = None
+    partner_id: str | None = None
+
+
+class Amendment(Base):
+    """From ``effective_from`` (inclusive) the subscription is on ``plan_id``."""
+
+    effective_from: date
+    plan_id: str
+
+
+class Subscription(Base):
+    id: str
+    customer_id: str
+    plan_id: str
+    start_date: date
+    end_date: date | None = None  # exclusive
+    amendments: list[Amendment] = []
+
+
+# --- Billing engine ------------------------------------------------------------------
+
+
+class Meter(Base):
+    id: str
+    code: Code
+    name: str
+    event_type: str
+    aggregation: Aggregation
+    field: str | None = None  # the property aggregated; None for ``count``
+    unit: str = "unit"
+
+
+class Tier(Base):
+    unit_price: NonNegative
+    up_to: Positive | None = None  # inclusive upper bound; None for the last tier
+    flat_fee: NonNegative = Decimal(0)
+
+
+class _ChargeBase(Base, tag_field="model"):
+    code: Code
+    description: str
+    item_code: str  # the ERP item (and so the revenue account) this charge books to
+
+
+class PerUnitCharge(_ChargeBase, tag="per_unit"):
+    meter_code: Code
+    unit_price: NonNegative
+
+
+class GraduatedCharge(_ChargeBase, tag="graduated"):
+    meter_code: Code
+    tiers: list[Tier]
+
+
+class VolumeCharge(_ChargeBase, tag="volume"):
+    meter_code: Code
+    tiers: list[Tier]
+
+
+class PackageCharge(_ChargeBase, tag="package"):
+    meter_code: Code
+    package_size: Positive
+    package_price: NonNegative
+
+
+class FlatCharge(_ChargeBase, tag="flat"):
+    """A recurring fee per period, prorated by active days for partial periods."""
+
+    amount: NonNegative
+
+
+class MinimumCommitment(_ChargeBase, tag="minimum"):
+    """A true-up line when the period's usage charges fall short of ``amount``."""
+
+    amount: NonNegative
+
+
+Charge = PerUnitCharge | GraduatedCharge | VolumeCharge | PackageCharge | FlatCharge | MinimumCommitment
+
+
+class PricePlan(Base):
+    id: str
+    code: Code
+    name: str
+    currency: CurrencyCode
+    charges: list[Charge]
+
+
+class RatedCharge(Base):
+    """One priced line out of the rating function, before tax."""
+
+    charge_code: str
+    kind: Literal["usage", "recurring", "minimum"]
+    description: str
+    item_code: str
+    meter_code: str | None
+    quantity: Decimal
+    unit_price: Decimal | None  # None where no single unit price applies (tiers)
+    amount: Decimal  # rounded to the currency's minor unit
+    currency: str
+    period_start: date
+    period_end: date  # exclusive
+
+
+# --- Tax engine ----------------------------------------------------------------------
+
+
+class TaxLine(Base):
+    rate: Decimal  # 0.19 for 19 %
+    amount: Decimal
+    jurisdiction: str
+    kind: Literal["domestic", "reverse_charge", "exempt", "us_state", "export"]
+    note: str | None = None
+
+
+# --- Usage ---------------------------------------------------------------------------
+
+
+class UsageEvent(Base):
+    id: str
+    source: str
+    event_type: str
+    customer_id: str
+    timestamp: datetime
+    properties: dict[str, Any] = {}
+
+
+# --- Invoices ------------------------------------------------------------------------
+
+
+class InvoiceLine(Base):
+    id: str
+    charge_code: str
+    kind: Literal["usage", "recurring", "minimum"]
+    description: str
+    item_code: str
+    meter_code: str | None
+    quantity: Decimal
+    unit_price: Decimal | None
+    amount: Decimal
+    tax: TaxLine
+    event_count: int = 0  # lineage: how many source events stand behind this line
+
+
+class Invoice(Base):
+    id: str
+    number: str
+    customer_id: str
+    subscription_id: str
+    legal_entity_id: str
+    currency: str
+    period_start: date
+    period_end: date
+    status: InvoiceStatus
+    lines: list[InvoiceLine]
+    subtotal: Decimal
+    tax_total: Decimal
+    total: Decimal
+    run_id: str | None
+    correlation_id: str | None
+    erp_document_id: str | None
+    created_at: datetime
+
+
+# --- ERP -----------------------------------------------------------------------------
+
+
+class JournalLine(Base):
+    account: str
+    debit: Decimal = Decimal(0)
+    credit: Decimal = Decimal(0)
+
+
+class JournalEntry(Base):
+    id: str
+    document_id: str
+    posting_date: date
+    currency: str
+    lines: list[JournalLine]
+
+
+class LegalEntity(Base):
+    """A selling company of the group: invoices are issued and booked per legal entity."""
+
+    id: str
+    name: str
+    country: Country
+    currency: CurrencyCode
+    vat_id: str | None = None
+    us_state: str | None = None
+
+
+class ErpItem(Base):
+    """A sellable item; its revenue account is where the ERP books the line's revenue."""
+
+    code: str
+    name: str
+    revenue_account: str
+
+
+class ErpInvoiceLine(Base):
+    item_code: str
+    description: str
+    amount: Decimal  # net, rounded
+    tax_amount: Decimal  # rounded
+
+
+class ErpInvoice(Base):
+    """An AR document as submitted to the ERP; ``external_ref`` makes posting idempotent.
+
+    ``kind`` is ``invoice``, ``credit_memo`` or ``debit_memo``."""
+
+    external_ref: str
+    kind: Literal["invoice", "credit_memo", "debit_memo"]
+    customer_id: str
+    customer_name: str
+    legal_entity_id: str
+    currency: CurrencyCode
+    posting_date: date
+    lines: list[ErpInvoiceLine]
+    correlation_id: str | None = None
+
+
+class ErpDocument(Base):
+    id: str
+    external_ref: str
+    kind: Literal["invoice", "credit_memo", "debit_memo"]
+    customer_id: str
+    legal_entity_id: str
+    currency: str
+    posting_date: date
+    net_total: Decimal
+    tax_total: Decimal
+    total: Decimal
+    journal: JournalEntry
+    correlation_id: str | None
+    created_at: datetime
+
+
+class PostingStatus(Base):
+    invoice_id: str
+    status: Literal["pending", "posted", "failed"]
+    erp_document_id: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+# --- Exceptions ----------------------------------------------------------------------
+
+
+class ExceptionRecord(Base):
+    id: str
+    kind: str  # unknown_customer, unknown_event_type, posting_failed, ...
+    status: Literal["open", "resolved"]
+    detail: str
+    context: dict[str, Any]
+    correlation_id: str | None
+    created_at: datetime
+
+
+class Page(msgspec.Struct, kw_only=True):
+    """Shape of every list response: ``{"object": "list", "data": [...], "has_more": bool}``.
+
+    Each route declares its own subclass with a typed ``data`` so the contract says what
+    the list holds."""
+
+    object: Literal["list"] = "list"
+    has_more: bool

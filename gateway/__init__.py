@@ -1,0 +1,1 @@
+"""The front door: app assembly, correlation, problems, settings and the CLI."""

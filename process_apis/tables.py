@@ -1,0 +1,151 @@
+"""Tables owned by the process layer: usage events, idempotency keys, billing runs,
+invoices and their lines, the ERP posting outbox and exceptions."""
+
+from sqlalchemy import (
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from canonical.persistence import DecimalText, JSONDoc, UTCDateTime, new_metadata
+
+metadata = new_metadata()
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(255), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("customer_id", String(255), nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Column("properties", JSONDoc, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("correlation_id", String(128)),
+    Column("matched", Integer, nullable=False),  # 1 when customer and event type are known
+    UniqueConstraint("source", "event_id", name="uq_usage_events_source_event_id"),
+    Index("ix_usage_events_customer_type_time", "customer_id", "event_type", "timestamp"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # in_flight | done
+    Column("status_code", Integer),
+    Column("content_type", String(128)),
+    Column("body", LargeBinary),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+billing_runs = Table(
+    "billing_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("period", String(7), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("customer_ids", JSONDoc),
+    Column("counts", JSONDoc, nullable=False),
+    Column("correlation_id", String(128), index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+)
+
+invoice_numbers = Table(
+    "invoice_numbers",
+    metadata,
+    Column("legal_entity_id", String(64), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("last_number", Integer, nullable=False),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("number", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # invoice | credit_memo | debit_memo
+    Column("run_id", String(64), ForeignKey("billing_runs.id"), index=True),
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("legal_entity_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("subtotal", DecimalText, nullable=False),
+    Column("tax_total", DecimalText, nullable=False),
+    Column("total", DecimalText, nullable=False),
+    Column("correlation_id", String(128), index=True),
+    Column("erp_document_id", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finalized_at", UTCDateTime),
+    Column("posted_at", UTCDateTime),
+    # One invoice per subscription, period, legal entity and currency: re-runs add nothing.
+    UniqueConstraint(
+        "subscription_id", "period_start", "legal_entity_id", "currency", "kind",
+        name="uq_invoices_subscription_period",
+    ),
+)
+
+invoice_lines = Table(
+    "invoice_lines",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("charge_code", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("description", String(500), nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("meter_code", String(64)),
+    Column("event_type", String(200)),
+    Column("quantity", DecimalText, nullable=False),
+    Column("unit_price", DecimalText),
+    Column("amount", DecimalText, nullable=False),
+    Column("tax_rate", DecimalText, nullable=False),
+    Column("tax_amount", DecimalText, nullable=False),
+    Column("tax_jurisdiction", String(64), nullable=False),
+    Column("tax_kind", String(32), nullable=False),
+    Column("tax_note", String(500)),
+    Column("event_count", Integer, nullable=False),
+)
+
+postings = Table(
+    "erp_postings",
+    metadata,
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), primary_key=True),
+    Column("status", String(16), nullable=False),  # pending | posted | failed
+    Column("attempts", Integer, nullable=False),
+    Column("erp_document_id", String(64)),
+    Column("last_error", String(1000)),
+    Column("correlation_id", String(128)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+exceptions = Table(
+    "exceptions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(255), nullable=False),  # what it is about: a customer, an invoice
+    Column("status", String(16), nullable=False),  # open | resolved
+    Column("detail", String(1000), nullable=False),
+    Column("context", JSONDoc, nullable=False),
+    Column("occurrences", Integer, nullable=False),
+    Column("correlation_id", String(128), index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    UniqueConstraint("kind", "subject", name="uq_exceptions_kind_subject"),
+)
