@@ -4,7 +4,9 @@
     ├── NotFound                      the resource does not exist (or is not yours)
     ├── InvalidRequest                input that cannot be processed as given
     │   ├── IdempotencyKeyRequired    a required Idempotency-Key header is missing
-    │   └── IdempotencyKeyReused      same key, different request fingerprint
+    │   ├── IdempotencyKeyReused      same key, different request fingerprint
+    │   ├── PayloadTooLarge           more events or bytes than the stated limits
+    │   └── UnsupportedMediaType      a body in a format the endpoint does not take
     ├── Conflict                      the request clashes with current state
     │   ├── IdempotencyInFlight       the first request with this key is still running
     │   └── InvalidTransition         a document cannot move to the requested state
@@ -30,8 +32,10 @@ __all__ = [
     "InvalidTransition",
     "MeterlineError",
     "NotFound",
+    "PayloadTooLarge",
     "SystemThrottled",
     "SystemUnavailable",
+    "UnsupportedMediaType",
     "UpstreamError",
 ]
 
@@ -66,6 +70,16 @@ class IdempotencyKeyRequired(InvalidRequest):
 class IdempotencyKeyReused(InvalidRequest):
     code = "idempotency_key_reused"
     title = "Idempotency-Key reused with a different request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
 
 
 class Conflict(MeterlineError):

@@ -21,7 +21,6 @@ __all__ = [
     "ErpInvoice",
     "ErpInvoiceLine",
     "ErpItem",
-    "LegalEntity",
     "ExceptionRecord",
     "FlatCharge",
     "GraduatedCharge",
@@ -29,6 +28,7 @@ __all__ = [
     "InvoiceLine",
     "JournalEntry",
     "JournalLine",
+    "LegalEntity",
     "Meter",
     "MinimumCommitment",
     "PackageCharge",
@@ -193,7 +193,7 @@ class TaxLine(Base):
     rate: Decimal  # 0.19 for 19 %
     amount: Decimal
     jurisdiction: str
-    kind: Literal["domestic", "reverse_charge", "exempt", "us_state", "export"]
+    kind: Literal["domestic", "reverse_charge", "oss", "exempt", "us_state", "export"]
     note: str | None = None
 
 

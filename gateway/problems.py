@@ -28,6 +28,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.MeterlineError], int]] = [
     (errors.NotFound, 404),
     (errors.IdempotencyKeyRequired, 400),
     (errors.IdempotencyKeyReused, 422),
+    (errors.PayloadTooLarge, 413),
+    (errors.UnsupportedMediaType, 415),
     (errors.InvalidRequest, 400),
     (errors.Conflict, 409),
     (errors.BusinessRuleViolation, 422),

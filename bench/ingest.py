@@ -1,0 +1,173 @@
+"""Ingest throughput: events/s through the gateway's HTTP endpoint next to the floor.
+
+The floor is the least any ingest can do with the same batches: decode the JSON with
+msgspec and insert the events into the same database with the same exact dedupe
+(INSERT ... ON CONFLICT DO NOTHING on (source, id)), one transaction per batch, no HTTP.
+Both are measured in this one run, on fresh databases, and printed as a ratio.
+
+    python bench/ingest.py [--batches 40] [--batch-size 1000] [--clients 4] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import msgspec
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from canonical.persistence import create_engine, insert_ignore, session_factory  # noqa: E402
+from canonical.time import utcnow  # noqa: E402
+from gateway.migrate import upgrade  # noqa: E402
+from process_apis.tables import usage_events  # noqa: E402
+from process_apis.usage.formats import IngestEvent  # noqa: E402
+
+PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def make_batches(batches: int, size: int, duplicate_share: float = 0.0) -> list[bytes]:
+    now = utcnow()
+    out, n = [], 0
+    for b in range(batches):
+        events = []
+        for i in range(size):
+            resend = duplicate_share and b > 0 and i < size * duplicate_share
+            event_id = f"e{(b - 1) * size + i}" if resend else f"e{n}"
+            n += 0 if resend else 1
+            events.append({
+                "id": event_id, "source": "bench", "event_type": "api.request",
+                "customer_id": f"cus_{i % 50}",
+                "timestamp": (now - timedelta(seconds=i)).isoformat(),
+                "properties": {"path": "/v1/query", "ms": i % 300},
+            })
+        out.append(msgspec.json.encode(events))
+    return out
+
+
+async def fresh_database(postgres: bool, workdir: Path) -> tuple[str, callable]:
+    if not postgres:
+        url = f"sqlite+aiosqlite:///{workdir / f'{uuid.uuid4().hex}.db'}"
+        await upgrade(url)
+        return url, None
+    name = f"meterline_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    await upgrade(url)
+
+    async def drop():
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+    return url, drop
+
+
+async def floor(url: str, batches: list[bytes]) -> float:
+    """Decode + insert with the same dedupe, one transaction per batch."""
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    decoder = msgspec.json.Decoder(list[IngestEvent])
+    started = time.perf_counter()
+    for body in batches:
+        now = utcnow()
+        rows = [{"source": e.source, "event_id": e.id, "event_type": e.event_type,
+                 "customer_id": e.customer_id, "timestamp": e.timestamp or now,
+                 "properties": e.properties, "received_at": now, "correlation_id": None,
+                 "matched": 0} for e in decoder.decode(body)]
+        async with sessions.begin() as session:
+            stmt = insert_ignore(usage_events, session.bind.dialect.name, ["source", "event_id"])
+            await session.execute(stmt.returning(usage_events.c.seq), rows)
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    return elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def through_gateway(url: str, batches: list[bytes], clients: int) -> float:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "METERLINE_LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/health/live")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            queue = list(batches)
+            headers = {"content-type": "application/json"}
+
+            async def worker():
+                while queue:
+                    body = queue.pop()
+                    response = await http.post("/process/usage/v1/events", content=body,
+                                               headers=headers)
+                    response.raise_for_status()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(clients)))
+            return time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def measure(label: str, postgres: bool, args, duplicate_share: float) -> None:
+    batches = make_batches(args.batches, args.batch_size, duplicate_share)
+    events = args.batches * args.batch_size
+    with tempfile.TemporaryDirectory() as tmp:
+        url, drop = await fresh_database(postgres, Path(tmp))
+        floor_s = await floor(url, batches)
+        if drop:
+            await drop()
+        url, drop = await fresh_database(postgres, Path(tmp))
+        gateway_s = await through_gateway(url, batches, args.clients)
+        if drop:
+            await drop()
+    floor_rate, gateway_rate = events / floor_s, events / gateway_s
+    print(f"{label:<28} {gateway_rate:>12,.0f} {floor_rate:>12,.0f} {gateway_rate / floor_rate:>7.2f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--postgres", action="store_true", help="also measure PostgreSQL")
+    args = parser.parse_args()
+    print(f"{args.batches} batches x {args.batch_size} events, {args.clients} concurrent clients")
+    print(f"{'backend / traffic':<28} {'gateway ev/s':>12} {'floor ev/s':>12} {'ratio':>7}")
+    await measure("sqlite, unique", False, args, 0.0)
+    await measure("sqlite, 30% resends", False, args, 0.3)
+    if args.postgres:
+        await measure("postgresql, unique", True, args, 0.0)
+        await measure("postgresql, 30% resends", True, args, 0.3)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

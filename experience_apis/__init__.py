@@ -1,0 +1,1 @@
+"""Experience APIs: process data reshaped for one audience each (portal, partner, finance)."""

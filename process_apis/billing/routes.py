@@ -1,0 +1,93 @@
+"""Process API: billing runs and invoices (``/process/billing/v1``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.params import Parameter
+
+from canonical.model import Base, Invoice, Page
+from canonical.time import Period
+from process_apis.billing.runs import BillingRun, BillingRunService
+from process_apis.idempotency import IdempotencyStore
+from process_apis.invoices.store import InvoiceStore
+from process_apis.routing import IdempotencyKey, respond_idempotently
+from system_apis.routing import Limit, StartingAfter
+
+__all__ = ["router"]
+
+PeriodText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class RunRequest(Base):
+    period: PeriodText
+    customer_ids: Annotated[list[CustomerId], msgspec.Meta(max_length=1000)] | None = None
+
+
+class RunList(Page):
+    data: list[BillingRun]
+
+
+class InvoiceList(Page):
+    data: list[Invoice]
+
+
+@post("/runs", status_code=201, summary="Run billing for a calendar month")
+async def create_run(
+    request: Request,
+    data: RunRequest,
+    billing_runs: BillingRunService,
+    idempotency: IdempotencyStore,
+    idempotency_key: IdempotencyKey = None,
+) -> Response[BillingRun]:
+    period = Period.parse(data.period)
+
+    async def produce():
+        return 201, await billing_runs.run(period, data.customer_ids)
+
+    return await respond_idempotently(request, idempotency, idempotency_key, produce,
+                                      required=True)
+
+
+@get("/runs", summary="List billing runs")
+async def list_runs(
+    billing_runs: BillingRunService, limit: Limit = 50, starting_after: StartingAfter = None
+) -> RunList:
+    runs, has_more = await billing_runs.list(limit=limit, starting_after=starting_after)
+    return RunList(data=runs, has_more=has_more)
+
+
+@get("/runs/{run_id:str}", summary="Get a billing run with its counts")
+async def get_run(billing_runs: BillingRunService, run_id: str) -> BillingRun:
+    return await billing_runs.get(run_id)
+
+
+@get("/invoices", summary="List invoices")
+async def list_invoices(
+    invoices: InvoiceStore,
+    customer_id: Annotated[str | None, Parameter(max_length=64, required=False)] = None,
+    run_id: Annotated[str | None, Parameter(max_length=64, required=False)] = None,
+    status: Literal["draft", "finalized", "posted", "paid", "void"] | None = None,
+    limit: Limit = 50,
+    starting_after: StartingAfter = None,
+) -> InvoiceList:
+    page, has_more = await invoices.list(
+        customer_id=customer_id, run_id=run_id, status=status,
+        limit=limit, starting_after=starting_after,
+    )
+    return InvoiceList(data=page, has_more=has_more)
+
+
+@get("/invoices/{invoice_id:str}", summary="Get an invoice with its lines and tax")
+async def get_invoice(invoices: InvoiceStore, invoice_id: str) -> Invoice:
+    return await invoices.get(invoice_id)
+
+
+router = Router(
+    path="/process/billing/v1",
+    route_handlers=[create_run, list_runs, get_run, list_invoices, get_invoice],
+    tags=["process-billing"],
+)

@@ -1,0 +1,44 @@
+"""Process API: exceptions finance must see (``/process/exceptions/v1``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Router, get
+from litestar.params import Parameter
+
+from canonical.model import ExceptionRecord, Page
+from process_apis.exceptions.service import ExceptionService
+from system_apis.routing import Limit, StartingAfter
+
+__all__ = ["router"]
+
+
+class ExceptionList(Page):
+    data: list[ExceptionRecord]
+
+
+@get("/", summary="List exceptions")
+async def list_exceptions(
+    exceptions: ExceptionService,
+    status: Literal["open", "resolved"] | None = None,
+    kind: Annotated[str | None, Parameter(max_length=64, required=False)] = None,
+    limit: Limit = 50,
+    starting_after: StartingAfter = None,
+) -> ExceptionList:
+    page, has_more = await exceptions.list(
+        status=status, kind=kind, limit=limit, starting_after=starting_after
+    )
+    return ExceptionList(data=page, has_more=has_more)
+
+
+@get("/{exception_id:str}", summary="Get an exception")
+async def get_exception(exceptions: ExceptionService, exception_id: str) -> ExceptionRecord:
+    return await exceptions.get(exception_id)
+
+
+router = Router(
+    path="/process/exceptions/v1",
+    route_handlers=[list_exceptions, get_exception],
+    tags=["process-exceptions"],
+)

@@ -1,0 +1,127 @@
+"""Exceptions: business problems finance must see and fix (unknown customer, unknown
+event type, ERP rejection, ...). One open record per (kind, subject), counting repeats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from canonical import correlation, errors
+from canonical.ids import new_id
+from canonical.model import ExceptionRecord
+from canonical.time import utcnow
+from process_apis.tables import exceptions
+
+__all__ = ["ExceptionService", "raise_exception"]
+
+
+async def raise_exception(
+    session: AsyncSession,
+    kind: str,
+    subject: str,
+    detail: str,
+    context: dict[str, Any],
+    occurrences: int = 1,
+) -> None:
+    """Open (or re-open and count) the exception for ``(kind, subject)`` in ``session``'s
+    transaction, so it commits atomically with the work that found it."""
+    now = utcnow()
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(exceptions).values(
+        id=new_id("exc"),
+        kind=kind,
+        subject=subject,
+        status="open",
+        detail=detail,
+        context=context,
+        occurrences=occurrences,
+        correlation_id=correlation.current(),
+        created_at=now,
+        updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["kind", "subject"],
+        set_={
+            "occurrences": exceptions.c.occurrences + occurrences,
+            "status": "open",
+            "detail": detail,
+            "context": stmt.excluded.context,
+            "updated_at": now,
+            "resolved_at": None,
+        },
+    )
+    await session.execute(stmt)
+
+
+def _record(row) -> ExceptionRecord:
+    return ExceptionRecord(
+        id=row.id,
+        kind=row.kind,
+        status=row.status,
+        detail=row.detail,
+        context={**row.context, "subject": row.subject, "occurrences": row.occurrences},
+        correlation_id=row.correlation_id,
+        created_at=row.created_at,
+    )
+
+
+class ExceptionService:
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        starting_after: str | None = None,
+    ) -> tuple[list[ExceptionRecord], bool]:
+        query = sa.select(exceptions).order_by(exceptions.c.id).limit(limit + 1)
+        if status:
+            query = query.where(exceptions.c.status == status)
+        if kind:
+            query = query.where(exceptions.c.kind == kind)
+        if starting_after:
+            query = query.where(exceptions.c.id > starting_after)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [_record(r) for r in rows[:limit]], len(rows) > limit
+
+    async def get(self, exception_id: str) -> ExceptionRecord:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(sa.select(exceptions).where(exceptions.c.id == exception_id))
+            ).first()
+        if row is None:
+            raise errors.NotFound(f"exception {exception_id} not found")
+        return _record(row)
+
+    async def resolve_subjects(self, kind: str, subjects: set[str]) -> int:
+        """Close the open exceptions of ``kind`` whose subject is now mapped."""
+        if not subjects:
+            return 0
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                sa.update(exceptions)
+                .where(
+                    exceptions.c.kind == kind,
+                    exceptions.c.status == "open",
+                    exceptions.c.subject.in_(subjects),
+                )
+                .values(status="resolved", resolved_at=now, updated_at=now)
+            )
+        return result.rowcount or 0
+
+    async def open_subjects(self, kind: str) -> set[str]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                sa.select(exceptions.c.subject).where(
+                    exceptions.c.kind == kind, exceptions.c.status == "open"
+                )
+            )
+        return {r[0] for r in rows}

@@ -1,0 +1,117 @@
+"""``BillingPort`` over HTTP: a remote billing engine serving the System API contract
+(``/system/billing/v1``), reached through ``RemoteSystem``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from urllib.parse import quote
+
+import msgspec
+
+from canonical.errors import NotFound
+from canonical.model import Code, Meter, PricePlan, RatedCharge
+from system_apis.billing.port import (
+    EventType,
+    MeterList,
+    PlanList,
+    PlanRef,
+    RatedChargeList,
+    RatingRequest,
+    to_wire,
+)
+from system_apis.remote import RemoteSystem
+
+__all__ = ["HttpBilling"]
+
+_PAGE = 100  # the contract's largest page
+_FILTER_CHUNK = 50  # event types per request, the contract's limit
+
+
+def _fits(value: str, kind: object) -> bool:
+    try:
+        msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _segment(value: str, kind: object, what: str) -> str:
+    """A path segment; a value the contract cannot address does not exist remotely either."""
+    if not _fits(value, kind):
+        raise NotFound(f"{what} {value!r} does not exist")
+    return quote(value, safe="")
+
+
+class HttpBilling:
+    def __init__(self, remote: RemoteSystem) -> None:
+        self._remote = remote
+
+    async def put_meter(self, meter: Meter) -> Meter:
+        """The remote engine assigns the id of a new meter; an existing one keeps its id."""
+        body = to_wire(meter)
+        del body["id"], body["code"]
+        path = f"/meters/{_segment(meter.code, Code, 'meter')}"
+        return await self._remote.call("PUT", path, json=body, type=Meter)
+
+    async def get_meter(self, code: str) -> Meter:
+        path = f"/meters/{_segment(code, Code, 'meter')}"
+        return await self._remote.call("GET", path, type=Meter)
+
+    async def meters_page(
+        self, *, limit: int, starting_after: str | None = None,
+        event_types: Collection[str] | None = None,
+    ) -> MeterList:
+        params: dict = {"limit": limit}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        if event_types is not None:
+            params["event_type"] = list(event_types)
+        return await self._remote.call("GET", "/meters", params=params, type=MeterList)
+
+    async def list_meters(self) -> list[Meter]:
+        return await self._all(self.meters_page)
+
+    async def meters_for_event_types(self, event_types: Collection[str]) -> dict[str, list[Meter]]:
+        wanted = sorted({t for t in event_types if _fits(t, EventType)})
+        found: dict[str, list[Meter]] = {}
+        for i in range(0, len(wanted), _FILTER_CHUNK):
+            chunk = wanted[i : i + _FILTER_CHUNK]
+            for meter in await self._all(self.meters_page, event_types=chunk):
+                found.setdefault(meter.event_type, []).append(meter)
+        return found
+
+    async def put_plan(self, plan: PricePlan) -> PricePlan:
+        """The remote engine assigns the id of a new plan; an existing one keeps its id."""
+        body = to_wire(plan)
+        del body["id"], body["code"]
+        path = f"/plans/{_segment(plan.code, Code, 'plan')}"
+        return await self._remote.call("PUT", path, json=body, type=PricePlan)
+
+    async def get_plan(self, plan_id: str) -> PricePlan:
+        path = f"/plans/{_segment(plan_id, PlanRef, 'plan')}"
+        return await self._remote.call("GET", path, type=PricePlan)
+
+    async def plans_page(self, *, limit: int, starting_after: str | None = None) -> PlanList:
+        params: dict = {"limit": limit}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        return await self._remote.call("GET", "/plans", params=params, type=PlanList)
+
+    async def list_plans(self) -> list[PricePlan]:
+        return await self._all(self.plans_page)
+
+    async def rate(self, request: RatingRequest) -> list[RatedCharge]:
+        _segment(request.plan_id, PlanRef, "plan")  # same NotFound as in-process
+        page = await self._remote.call("POST", "/rate", json=to_wire(request),
+                                       type=RatedChargeList)
+        return page.data
+
+    @staticmethod
+    async def _all(page_of, **filters) -> list:
+        items, cursor = [], None
+        while True:
+            page = await page_of(limit=_PAGE, starting_after=cursor, **filters)
+            items.extend(page.data)
+            if not page.has_more:
+                return items
+            cursor = page.data[-1].id

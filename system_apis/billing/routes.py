@@ -1,0 +1,91 @@
+"""The billing engine as a System API: ``/system/billing/v1``.
+
+Handlers get the port by dependency injection (``billing``) and raise canonical errors;
+the gateway renders problems. Bodies are the ``*Spec`` Structs, so the schema states
+every limit and the handlers only translate."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Router, get, post, put
+from litestar.params import Parameter
+
+from canonical.ids import new_id
+from canonical.model import Meter, PricePlan
+from system_apis.billing.port import (
+    BillingPort,
+    MeterList,
+    MeterSpec,
+    PlanList,
+    PlanSpec,
+    RatedChargeList,
+    RatingSpec,
+)
+from system_apis.routing import Limit, StartingAfter
+
+__all__ = ["router"]
+
+CodePath = Annotated[
+    str,
+    Parameter(description="The resource's code.", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
+]
+PlanRefPath = Annotated[
+    str,
+    Parameter(description="The plan's id or its code.",
+              pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+]
+EventTypes = Annotated[
+    list[str] | None,
+    Parameter(query="event_type", required=False, max_items=50,
+              description="Only meters of these event types (repeat the parameter)."),
+]
+
+
+@put("/meters/{code:str}", summary="Create or replace a meter", status_code=200)
+async def put_meter(billing: BillingPort, code: CodePath, data: MeterSpec) -> Meter:
+    return await billing.put_meter(data.to_meter(id=new_id("mtr"), code=code))
+
+
+@get("/meters/{code:str}", summary="Get a meter")
+async def get_meter(billing: BillingPort, code: CodePath) -> Meter:
+    return await billing.get_meter(code)
+
+
+@get("/meters", summary="List meters")
+async def list_meters(
+    billing: BillingPort, limit: Limit = 20, starting_after: StartingAfter = None,
+    event_types: EventTypes = None,
+) -> MeterList:
+    return await billing.meters_page(
+        limit=limit, starting_after=starting_after, event_types=event_types
+    )
+
+
+@put("/plans/{code:str}", summary="Create or replace a price plan", status_code=200)
+async def put_plan(billing: BillingPort, code: CodePath, data: PlanSpec) -> PricePlan:
+    return await billing.put_plan(data.to_plan(id=new_id("plan"), code=code))
+
+
+@get("/plans/{plan_id:str}", summary="Get a price plan by id or code")
+async def get_plan(billing: BillingPort, plan_id: PlanRefPath) -> PricePlan:
+    return await billing.get_plan(plan_id)
+
+
+@get("/plans", summary="List price plans")
+async def list_plans(
+    billing: BillingPort, limit: Limit = 20, starting_after: StartingAfter = None
+) -> PlanList:
+    return await billing.plans_page(limit=limit, starting_after=starting_after)
+
+
+@post("/rate", summary="Rate a period's quantities against a plan", status_code=200)
+async def rate(billing: BillingPort, data: RatingSpec) -> RatedChargeList:
+    return RatedChargeList(data=await billing.rate(data.to_request()), has_more=False)
+
+
+router = Router(
+    path="/system/billing/v1",
+    route_handlers=[put_meter, get_meter, list_meters, put_plan, get_plan, list_plans, rate],
+    tags=["system-billing"],
+)

@@ -1,0 +1,203 @@
+"""The ERP System API contract: the port the process layer depends on, and the request,
+response and list Structs of its HTTP form (``/system/erp/v1``).
+
+Request Structs state their valid shape in the schema; amounts travel as decimal strings
+(``NonNegativeDecimalString``) and become ``Decimal`` on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal, Protocol
+
+import msgspec
+
+from canonical.model import (
+    Base,
+    Country,
+    CurrencyCode,
+    ErpDocument,
+    ErpInvoice,
+    ErpInvoiceLine,
+    ErpItem,
+    LegalEntity,
+    NonNegativeDecimalString,
+    Page,
+)
+
+__all__ = [
+    "CODE_PATTERN",
+    "PERIOD_PATTERN",
+    "AccountingPeriod",
+    "DocumentList",
+    "ErpInvoiceInput",
+    "ErpInvoiceLineInput",
+    "ErpPort",
+    "ItemInput",
+    "ItemList",
+    "LegalEntityInput",
+    "LegalEntityList",
+    "PeriodStatus",
+    "PeriodStatusInput",
+    "TrialBalance",
+]
+
+PeriodStatus = Literal["open", "closed"]
+DocumentKind = Literal["invoice", "credit_memo", "debit_memo"]
+
+# Keys fit the 64-character key columns and never carry control characters.
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+Id = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN, max_length=64)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Account = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}$")]
+VatId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]{0,63}$")]
+UsState = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
+ExternalRef = Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,128}$")]  # printable ASCII
+CorrelationId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+
+
+class AccountingPeriod(Base):
+    legal_entity_id: str
+    period: str  # YYYY-MM
+    status: PeriodStatus
+
+
+class PeriodStatusInput(Base):
+    status: PeriodStatus
+
+
+class LegalEntityInput(Base):
+    name: Name
+    country: Country
+    currency: CurrencyCode
+    vat_id: VatId | None = None
+    us_state: UsState | None = None
+
+    def with_id(self, entity_id: str) -> LegalEntity:
+        return LegalEntity(id=entity_id, **msgspec.structs.asdict(self))
+
+    @classmethod
+    def of(cls, entity: LegalEntity) -> LegalEntityInput:
+        fields = msgspec.structs.asdict(entity)
+        del fields["id"]
+        return cls(**fields)
+
+
+class ItemInput(Base):
+    name: Name
+    revenue_account: Account
+
+    def with_code(self, code: str) -> ErpItem:
+        return ErpItem(code=code, name=self.name, revenue_account=self.revenue_account)
+
+
+class ErpInvoiceLineInput(Base):
+    item_code: Id
+    description: Description
+    amount: NonNegativeDecimalString  # net, already rounded to the currency's minor unit
+    tax_amount: NonNegativeDecimalString
+
+
+class ErpInvoiceInput(Base):
+    """An AR document to post; amounts are positive for every kind (a credit memo's
+    direction comes from ``kind``)."""
+
+    external_ref: ExternalRef
+    kind: DocumentKind
+    customer_id: Id
+    customer_name: Name
+    legal_entity_id: Id
+    currency: CurrencyCode
+    posting_date: date
+    lines: Annotated[list[ErpInvoiceLineInput], msgspec.Meta(min_length=1, max_length=500)]
+    correlation_id: CorrelationId | None = None
+
+    def to_canonical(self) -> ErpInvoice:
+        fields = msgspec.structs.asdict(self)
+        fields["lines"] = [
+            ErpInvoiceLine(item_code=line.item_code, description=line.description,
+                           amount=Decimal(line.amount), tax_amount=Decimal(line.tax_amount))
+            for line in self.lines
+        ]
+        return ErpInvoice(**fields)
+
+    @classmethod
+    def of(cls, invoice: ErpInvoice) -> ErpInvoiceInput:
+        fields = msgspec.structs.asdict(invoice)
+        fields["lines"] = [
+            ErpInvoiceLineInput(item_code=line.item_code, description=line.description,
+                                amount=format(line.amount, "f"),
+                                tax_amount=format(line.tax_amount, "f"))
+            for line in invoice.lines
+        ]
+        return cls(**fields)
+
+
+class TrialBalance(Base):
+    """Debit minus credit per account; over all accounts it sums to zero."""
+
+    object: Literal["trial_balance"] = "trial_balance"
+    legal_entity_id: str | None = None
+    currency: str | None = None
+    balances: dict[str, Decimal] = {}
+
+
+class LegalEntityList(Page, kw_only=True):
+    data: list[LegalEntity]
+
+
+class ItemList(Page, kw_only=True):
+    data: list[ErpItem]
+
+
+class DocumentList(Page, kw_only=True):
+    data: list[ErpDocument]
+
+
+class ErpPort(Protocol):
+    """Legal entities, items, accounting periods, AR documents and their GL journals.
+
+    ``post_invoice`` is idempotent by ``external_ref``. Errors: ``NotFound`` for unknown
+    ids; ``BusinessRuleViolation`` with ``code`` ``period_closed``,
+    ``unknown_legal_entity``, ``unknown_item``, ``unknown_currency`` or ``invalid_id``;
+    ``InvalidRequest`` (``amount_not_rounded``) for amounts finer than the minor unit."""
+
+    async def put_legal_entity(self, entity: LegalEntity) -> LegalEntity: ...
+
+    async def get_legal_entity(self, entity_id: str) -> LegalEntity: ...
+
+    async def list_legal_entities(self) -> list[LegalEntity]: ...
+
+    async def put_item(self, item: ErpItem) -> ErpItem: ...
+
+    async def list_items(self) -> list[ErpItem]: ...
+
+    async def set_period_status(
+        self, legal_entity_id: str, period: str, status: PeriodStatus
+    ) -> AccountingPeriod: ...
+
+    async def get_period(self, legal_entity_id: str, period: str) -> AccountingPeriod:
+        """A period without a stored status is open."""
+        ...
+
+    async def post_invoice(self, invoice: ErpInvoice) -> ErpDocument: ...
+
+    async def find_document(self, external_ref: str) -> ErpDocument | None: ...
+
+    async def get_document(self, document_id: str) -> ErpDocument: ...
+
+    async def list_documents(
+        self, *, limit: int = 50, starting_after: str | None = None,
+        customer_id: str | None = None,
+    ) -> tuple[list[ErpDocument], bool]: ...
+
+    async def account_balances(
+        self, legal_entity_id: str | None = None, currency: str | None = None
+    ) -> dict[str, Decimal]:
+        """Trial balance: debit - credit per account. Without ``currency`` the amounts of
+        all currencies are added as they stand (no FX): that still sums to zero, but only
+        a single-currency balance is meaningful per account."""
+        ...

@@ -1,0 +1,271 @@
+"""The reference ERP: a stand-in for a real ERP, persisted in the gateway's database.
+
+Posting is idempotent by ``external_ref``: the unique constraint on it decides between
+concurrent posts, and the loser reads back the winner's document. A post holds a shared
+lock on its accounting period row, so closing a period waits for posts in flight.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from canonical import correlation
+from canonical.errors import BusinessRuleViolation, InvalidRequest, NotFound
+from canonical.model import ErpDocument, ErpInvoice, ErpItem, LegalEntity
+from canonical.money import is_currency
+from canonical.persistence import insert_ignore
+from canonical.time import Period, utcnow
+from system_apis.erp.port import CODE_PATTERN, AccountingPeriod, PeriodStatus
+from system_apis.erp.reference.chart import CONTROL_ACCOUNTS
+from system_apis.erp.reference.documents import (
+    check_invoice,
+    insert_document,
+    is_external_ref,
+    load_documents,
+)
+from system_apis.erp.reference.tables import (
+    customers,
+    documents,
+    items,
+    journal_entries,
+    journal_lines,
+    legal_entities,
+    periods,
+)
+
+__all__ = ["ReferenceErp"]
+
+_CODE = re.compile(CODE_PATTERN)
+_ACCOUNT = re.compile(r"[0-9]{4,10}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _is_code(value: str) -> bool:
+    return _CODE.fullmatch(value) is not None
+
+
+def _require_code(value: str, what: str) -> None:
+    if not _is_code(value):
+        raise BusinessRuleViolation(f"{what} {value[:80]!r} is not a valid identifier",
+                                    code="invalid_id")
+
+
+def _check_name(name: str) -> None:
+    if not 1 <= len(name) <= 200 or _CONTROL.search(name):
+        raise InvalidRequest("name must be 1-200 printable characters", code="invalid_field")
+
+
+def _period_of(text: str) -> str:
+    try:
+        return str(Period.parse(text))
+    except ValueError:
+        raise InvalidRequest(f"period must be YYYY-MM, got {text[:20]!r}",
+                             code="invalid_period") from None
+
+
+def _upsert(s: AsyncSession, table: sa.Table, keys: list[str], row: dict):
+    dialect = postgresql if s.bind.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**row)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={c: stmt.excluded[c] for c in row if c not in keys}
+    )
+
+
+class ReferenceErp:
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+
+    # --- master data -----------------------------------------------------------------
+
+    async def put_legal_entity(self, entity: LegalEntity) -> LegalEntity:
+        _require_code(entity.id, "legal entity id")
+        _check_name(entity.name)
+        if not is_currency(entity.currency):
+            raise BusinessRuleViolation(f"unknown currency {entity.currency!r}",
+                                        code="unknown_currency")
+        async with self._sessions.begin() as s:
+            row = {f: getattr(entity, f) for f in entity.__struct_fields__}
+            await s.execute(_upsert(s, legal_entities, ["id"], row))
+        return entity
+
+    async def get_legal_entity(self, entity_id: str) -> LegalEntity:
+        if _is_code(entity_id):
+            async with self._sessions() as s:
+                row = (await s.execute(
+                    sa.select(legal_entities).where(legal_entities.c.id == entity_id)
+                )).first()
+            if row is not None:
+                return LegalEntity(**row._asdict())
+        raise NotFound(f"legal entity {entity_id[:80]} not found", code="legal_entity_not_found")
+
+    async def list_legal_entities(self) -> list[LegalEntity]:
+        async with self._sessions() as s:
+            rows = await s.execute(sa.select(legal_entities).order_by(legal_entities.c.id))
+            return [LegalEntity(**r._asdict()) for r in rows]
+
+    async def put_item(self, item: ErpItem) -> ErpItem:
+        _require_code(item.code, "item code")
+        _check_name(item.name)
+        if not _ACCOUNT.fullmatch(item.revenue_account) or item.revenue_account in CONTROL_ACCOUNTS:
+            raise BusinessRuleViolation(
+                f"{item.revenue_account!r} cannot be a revenue account",
+                code="invalid_revenue_account",
+            )
+        async with self._sessions.begin() as s:
+            row = {"code": item.code, "name": item.name, "revenue_account": item.revenue_account}
+            await s.execute(_upsert(s, items, ["code"], row))
+        return item
+
+    async def list_items(self) -> list[ErpItem]:
+        async with self._sessions() as s:
+            rows = await s.execute(sa.select(items).order_by(items.c.code))
+            return [ErpItem(**r._asdict()) for r in rows]
+
+    # --- accounting periods ----------------------------------------------------------
+
+    async def set_period_status(
+        self, legal_entity_id: str, period: str, status: PeriodStatus
+    ) -> AccountingPeriod:
+        period = _period_of(period)
+        if status not in ("open", "closed"):
+            raise InvalidRequest("status must be open or closed", code="invalid_field")
+        await self.get_legal_entity(legal_entity_id)
+        async with self._sessions.begin() as s:
+            row = {"legal_entity_id": legal_entity_id, "period": period, "status": status,
+                   "updated_at": utcnow()}
+            await s.execute(_upsert(s, periods, ["legal_entity_id", "period"], row))
+        return AccountingPeriod(legal_entity_id=legal_entity_id, period=period, status=status)
+
+    async def get_period(self, legal_entity_id: str, period: str) -> AccountingPeriod:
+        period = _period_of(period)
+        await self.get_legal_entity(legal_entity_id)
+        async with self._sessions() as s:
+            status = (await s.execute(
+                sa.select(periods.c.status).where(
+                    periods.c.legal_entity_id == legal_entity_id, periods.c.period == period
+                )
+            )).scalar()
+        return AccountingPeriod(legal_entity_id=legal_entity_id, period=period,
+                                status=status or "open")
+
+    # --- documents -------------------------------------------------------------------
+
+    async def post_invoice(self, invoice: ErpInvoice) -> ErpDocument:
+        check_invoice(invoice)
+        existing = await self.find_document(invoice.external_ref)
+        if existing is not None:
+            return existing
+        try:
+            async with self._sessions.begin() as s:
+                return await self._post(s, invoice)
+        except IntegrityError:
+            # A concurrent post of the same external_ref won the unique constraint.
+            existing = await self.find_document(invoice.external_ref)
+            if existing is None:
+                raise
+            return existing
+
+    async def _post(self, s: AsyncSession, invoice: ErpInvoice) -> ErpDocument:
+        le_id = invoice.legal_entity_id
+        known = _is_code(le_id) and (await s.execute(
+            sa.select(legal_entities.c.id).where(legal_entities.c.id == le_id)
+        )).first()
+        if not known:
+            raise BusinessRuleViolation(f"unknown legal entity {le_id[:80]}",
+                                        code="unknown_legal_entity")
+        await self._require_open_period(s, le_id, invoice.posting_date)
+        accounts = await self._revenue_accounts(s, {line.item_code for line in invoice.lines})
+        _require_code(invoice.customer_id, "customer_id")
+        await s.execute(
+            insert_ignore(customers, s.bind.dialect.name, ["id"]).values(
+                id=invoice.customer_id, name=invoice.customer_name, created_at=utcnow()
+            )
+        )
+        return await insert_document(
+            s, invoice, accounts, invoice.correlation_id or correlation.current()
+        )
+
+    async def _require_open_period(self, s: AsyncSession, le_id: str, posting_date) -> None:
+        period = f"{posting_date.year:04d}-{posting_date.month:02d}"
+        # Materialise the period row (open by default) and hold it shared until commit:
+        # a concurrent close (an UPDATE of that row) then waits for this post.
+        await s.execute(
+            insert_ignore(periods, s.bind.dialect.name, ["legal_entity_id", "period"]).values(
+                legal_entity_id=le_id, period=period, status="open", updated_at=utcnow()
+            )
+        )
+        status = (await s.execute(
+            sa.select(periods.c.status)
+            .where(periods.c.legal_entity_id == le_id, periods.c.period == period)
+            .with_for_update(read=True)
+        )).scalar()
+        if status == "closed":
+            raise BusinessRuleViolation(
+                f"accounting period {period} of {le_id} is closed", code="period_closed"
+            )
+
+    async def _revenue_accounts(self, s: AsyncSession, codes: set[str]) -> dict[str, str]:
+        valid = [c for c in codes if _is_code(c)]
+        rows = await s.execute(
+            sa.select(items.c.code, items.c.revenue_account).where(items.c.code.in_(valid))
+        )
+        accounts = {r.code: r.revenue_account for r in rows}
+        missing = sorted(codes - accounts.keys())
+        if missing:
+            raise BusinessRuleViolation(
+                f"unknown item(s): {', '.join(m[:64] for m in missing[:10])}", code="unknown_item"
+            )
+        return accounts
+
+    async def find_document(self, external_ref: str) -> ErpDocument | None:
+        if not is_external_ref(external_ref):
+            return None
+        async with self._sessions() as s:
+            found = await load_documents(s, documents.c.external_ref == external_ref)
+        return found[0] if found else None
+
+    async def get_document(self, document_id: str) -> ErpDocument:
+        if _is_code(document_id):
+            async with self._sessions() as s:
+                found = await load_documents(s, documents.c.id == document_id)
+            if found:
+                return found[0]
+        raise NotFound(f"document {document_id[:80]} not found", code="document_not_found")
+
+    async def list_documents(
+        self, *, limit: int = 50, starting_after: str | None = None,
+        customer_id: str | None = None,
+    ) -> tuple[list[ErpDocument], bool]:
+        where = []
+        if starting_after is not None:
+            where.append(documents.c.id > starting_after)
+        if customer_id is not None:
+            if not _is_code(customer_id):
+                return [], False
+            where.append(documents.c.customer_id == customer_id)
+        async with self._sessions() as s:
+            found = await load_documents(s, *where, limit=limit + 1)
+        return found[:limit], len(found) > limit
+
+    async def account_balances(
+        self, legal_entity_id: str | None = None, currency: str | None = None
+    ) -> dict[str, Decimal]:
+        query = sa.select(journal_lines.c.account, journal_lines.c.debit, journal_lines.c.credit)
+        query = query.join(journal_entries, journal_entries.c.id == journal_lines.c.entry_id)
+        if legal_entity_id is not None:
+            query = query.where(journal_entries.c.legal_entity_id == legal_entity_id)
+        if currency is not None:
+            query = query.where(journal_entries.c.currency == currency)
+        balances: dict[str, Decimal] = defaultdict(Decimal)
+        # Amounts are exact decimal text: sum in Python, never through a SQL float.
+        async with self._sessions() as s:
+            for row in await s.execute(query):
+                balances[row.account] += row.debit - row.credit
+        return dict(sorted(balances.items()))

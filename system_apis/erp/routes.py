@@ -1,0 +1,142 @@
+"""The ERP System API (``/system/erp/v1``): the ERP port over HTTP.
+
+The port arrives by dependency injection as ``erp``; canonical errors raised here become
+problem+json at the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, TypeVar
+
+from litestar import Router, get, post, put
+from litestar.params import Dependency, Parameter
+
+from canonical.errors import NotFound
+from canonical.model import ErpDocument, ErpItem, LegalEntity
+from system_apis.erp.port import (
+    CODE_PATTERN,
+    PERIOD_PATTERN,
+    AccountingPeriod,
+    DocumentList,
+    ErpInvoiceInput,
+    ErpPort,
+    ItemInput,
+    ItemList,
+    LegalEntityInput,
+    LegalEntityList,
+    PeriodStatusInput,
+    TrialBalance,
+)
+from system_apis.routing import Limit, StartingAfter
+
+__all__ = ["router"]
+
+T = TypeVar("T")
+
+Erp = Annotated[ErpPort, Dependency(skip_validation=True)]
+PeriodPath = Annotated[str, Parameter(pattern=PERIOD_PATTERN, description="YYYY-MM")]
+IdFilter = Annotated[str | None, Parameter(max_length=64, pattern=CODE_PATTERN, required=False)]
+CurrencyFilter = Annotated[str | None, Parameter(pattern=r"^[A-Z]{3}$", required=False)]
+ExternalRefQuery = Annotated[str, Parameter(pattern=r"^[!-~]{1,128}$")]
+
+
+def _page(items: Sequence[T], key, limit: int, starting_after: str | None) -> tuple[list[T], bool]:
+    """Cursor paging over a short master-data list held in memory."""
+    rest = [i for i in items if starting_after is None or key(i) > starting_after]
+    return rest[:limit], len(rest) > limit
+
+
+@put("/legal-entities/{entity_id:str}", operation_id="erpPutLegalEntity")
+async def put_legal_entity(erp: Erp, entity_id: str, data: LegalEntityInput) -> LegalEntity:
+    return await erp.put_legal_entity(data.with_id(entity_id))
+
+
+@get("/legal-entities/{entity_id:str}", operation_id="erpGetLegalEntity")
+async def get_legal_entity(erp: Erp, entity_id: str) -> LegalEntity:
+    return await erp.get_legal_entity(entity_id)
+
+
+@get("/legal-entities", operation_id="erpListLegalEntities")
+async def list_legal_entities(
+    erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None
+) -> LegalEntityList:
+    data, has_more = _page(await erp.list_legal_entities(), lambda e: e.id, limit, starting_after)
+    return LegalEntityList(data=data, has_more=has_more)
+
+
+@put("/items/{code:str}", operation_id="erpPutItem")
+async def put_item(erp: Erp, code: str, data: ItemInput) -> ErpItem:
+    """Create or replace an item and the revenue account its sales book to."""
+    return await erp.put_item(data.with_code(code))
+
+
+@get("/items", operation_id="erpListItems")
+async def list_items(erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None) -> ItemList:
+    data, has_more = _page(await erp.list_items(), lambda i: i.code, limit, starting_after)
+    return ItemList(data=data, has_more=has_more)
+
+
+@put("/legal-entities/{entity_id:str}/periods/{period:str}", operation_id="erpSetPeriodStatus")
+async def set_period_status(
+    erp: Erp, entity_id: str, period: PeriodPath, data: PeriodStatusInput
+) -> AccountingPeriod:
+    """Open or close an accounting period; posting into a closed period is refused."""
+    return await erp.set_period_status(entity_id, period, data.status)
+
+
+@get("/legal-entities/{entity_id:str}/periods/{period:str}", operation_id="erpGetPeriod")
+async def get_period(erp: Erp, entity_id: str, period: PeriodPath) -> AccountingPeriod:
+    return await erp.get_period(entity_id, period)
+
+
+@post("/documents", operation_id="erpPostDocument")
+async def post_document(erp: Erp, data: ErpInvoiceInput) -> ErpDocument:
+    """Post an AR invoice or memo with its journal. Idempotent by ``external_ref``: a
+    repeat returns the document already created."""
+    return await erp.post_invoice(data.to_canonical())
+
+
+@get("/documents/lookup", operation_id="erpFindDocument")
+async def find_document(erp: Erp, external_ref: ExternalRefQuery) -> ErpDocument:
+    """The document posted with this ``external_ref`` (404 when none was)."""
+    found = await erp.find_document(external_ref)
+    if found is None:
+        raise NotFound(f"no document with external_ref {external_ref}", code="document_not_found")
+    return found
+
+
+@get("/documents/{document_id:str}", operation_id="erpGetDocument")
+async def get_document(erp: Erp, document_id: str) -> ErpDocument:
+    return await erp.get_document(document_id)
+
+
+@get("/documents", operation_id="erpListDocuments")
+async def list_documents(
+    erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None,
+    customer_id: IdFilter = None,
+) -> DocumentList:
+    data, has_more = await erp.list_documents(
+        limit=limit, starting_after=starting_after, customer_id=customer_id
+    )
+    return DocumentList(data=data, has_more=has_more)
+
+
+@get("/trial-balance", operation_id="erpTrialBalance")
+async def trial_balance(
+    erp: Erp, legal_entity_id: IdFilter = None, currency: CurrencyFilter = None
+) -> TrialBalance:
+    """Debit minus credit per GL account; filter by currency for meaningful balances."""
+    balances = await erp.account_balances(legal_entity_id, currency)
+    return TrialBalance(legal_entity_id=legal_entity_id, currency=currency, balances=balances)
+
+
+router = Router(
+    path="/system/erp/v1",
+    route_handlers=[
+        put_legal_entity, get_legal_entity, list_legal_entities, put_item, list_items,
+        set_period_status, get_period, post_document, find_document, get_document,
+        list_documents, trial_balance,
+    ],
+    tags=["system-erp"],
+)
