@@ -10,9 +10,10 @@ import logging
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
+from litestar.routes import HTTPRoute
 
 from experience_apis.portal.routes import router as portal_router
-from gateway import health
+from gateway import health, openapi_routes
 from gateway.correlation import CorrelationLogFilter, CorrelationMiddleware
 from gateway.problems import exception_handlers
 from gateway.settings import Settings
@@ -49,10 +50,29 @@ def _configure_logging(level: str) -> None:
         handler = logging.StreamHandler()
         handler.addFilter(CorrelationLogFilter())
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s")
+            logging.Formatter(
+                "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+            )
         )
         root.addHandler(handler)
     root.setLevel(level)
+
+
+def _fix_allow_on_options(app: Litestar) -> None:
+    """Litestar 2.x bug (litestar-org/litestar#4169, fixed in v3): a Router registers its
+    handlers one by one, and the automatic OPTIONS handler of a path keeps pointing at the
+    route as it was when the path got its first handler, so ``Allow`` lists only that
+    handler's methods. Point each automatic handler at the final route."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            fn = handler.fn
+            if getattr(fn, "__name__", "") != "options_handler" or not fn.__closure__:
+                continue
+            for cell in fn.__closure__:
+                if isinstance(cell.cell_contents, HTTPRoute):
+                    cell.cell_contents = route
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> Litestar:
@@ -64,7 +84,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         await container.aclose()
 
     app = Litestar(
-        route_handlers=[router for _, router in API_ROUTERS],
+        route_handlers=[*(router for _, router in API_ROUTERS), openapi_routes.router],
         dependencies=container.dependencies(),
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
@@ -78,6 +98,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         debug=False,
     )
     app.state.container = container
+    _fix_allow_on_options(app)
     # Outermost, around Litestar's own exception handling, so that routing errors (404,
     # 405) and oversized bodies carry the correlation ID too.
     app.asgi_handler = CorrelationMiddleware(app.asgi_handler)

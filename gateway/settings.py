@@ -1,4 +1,5 @@
-"""Settings from the environment, with the embedded defaults (SQLite, in-process, reference systems)."""
+"""Settings from the environment, with the embedded defaults (SQLite, in-process,
+reference systems)."""
 
 from __future__ import annotations
 

@@ -7,12 +7,21 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.params import Parameter
+from litestar.params import Dependency, Parameter
 
 from canonical import errors
 from process_apis.idempotency import IdempotencyStore, StoredResponse, fingerprint, run_idempotent
 
-__all__ = ["IdempotencyKey", "client_id_of", "respond_idempotently"]
+__all__ = [
+    "Idempotency",
+    "IdempotencyKey",
+    "RequiredIdempotencyKey",
+    "client_id_of",
+    "respond_idempotently",
+]
+
+# The store is a Protocol: Litestar must not isinstance-check the injected value.
+Idempotency = Annotated[IdempotencyStore, Dependency(skip_validation=True)]
 
 IdempotencyKey = Annotated[
     str | None,
@@ -23,6 +32,20 @@ IdempotencyKey = Annotated[
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
         required=False,
+    ),
+]
+# Documented as required; the type stays optional so that a missing key reaches the handler
+# (``respond_idempotently(required=True)``) and answers ``idempotency_key_required``.
+RequiredIdempotencyKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        description="Unique key for safely retrying this request (required); replays the "
+        "first response.",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        required=True,
     ),
 ]
 

@@ -1,13 +1,14 @@
 """Route helpers shared by every layer's ``routes`` modules: the cursor-pagination
-query parameters (``?limit=&starting_after=``) and the list envelope."""
+query parameters (``?limit=&starting_after=``) and optional enumerated filters."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 from litestar.params import Parameter
 
-__all__ = ["Limit", "StartingAfter"]
+__all__ = ["Limit", "StartingAfter", "one_of"]
 
 Limit = Annotated[
     int, Parameter(ge=1, le=100, description="Page size (1-100).", required=False)
@@ -21,3 +22,20 @@ StartingAfter = Annotated[
         required=False,
     ),
 ]
+
+
+def one_of(*values: str, description: str | None = None) -> Any:
+    """An optional query parameter taking one of ``values`` (absent: no filter).
+
+    Typed ``str | None`` with a pattern rather than ``Literal[...] | None``: Litestar reads
+    query values leniently, and ``?status=null`` would silently mean "no filter" for a
+    ``Literal`` union instead of being refused as not one of ``values``."""
+    return Annotated[
+        str | None,
+        Parameter(
+            required=False,
+            description=description,
+            pattern="^(" + "|".join(re.escape(v) for v in values) + ")$",
+            schema_extra={"enum": list(values)},
+        ),
+    ]

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from litestar import Router, get
 
 from experience_apis.portal.service import PortalService
 from experience_apis.portal.views import PortalInvoice, PortalInvoiceList
-from system_apis.routing import Limit, StartingAfter
+from system_apis.routing import Limit, StartingAfter, one_of
 
 __all__ = ["router"]
+
+StatusFilter = one_of("finalized", "posted", "paid", "void")
 
 
 @get("/customers/{customer_id:str}/invoices", summary="A customer's invoices, newest last")
 async def customer_invoices(
     portal: PortalService,
     customer_id: str,
-    status: Literal["finalized", "posted", "paid", "void"] | None = None,
+    status: StatusFilter = None,
     limit: Limit = 20,
     starting_after: StartingAfter = None,
 ) -> PortalInvoiceList:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -11,14 +11,15 @@ from litestar.params import Parameter
 from canonical.model import Base, Invoice, Page
 from canonical.time import Period
 from process_apis.billing.runs import BillingRun, BillingRunService
-from process_apis.idempotency import IdempotencyStore
 from process_apis.invoices.store import InvoiceStore
-from process_apis.routing import IdempotencyKey, respond_idempotently
-from system_apis.routing import Limit, StartingAfter
+from process_apis.routing import Idempotency, RequiredIdempotencyKey, respond_idempotently
+from system_apis.routing import Limit, StartingAfter, one_of
 
 __all__ = ["router"]
 
-PeriodText = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+# A calendar month, YYYY-MM, of the years 1900-2999.
+PeriodText = Annotated[str, msgspec.Meta(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$")]
+InvoiceStatusFilter = one_of("draft", "finalized", "posted", "paid", "void")
 CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
@@ -40,8 +41,8 @@ async def create_run(
     request: Request,
     data: RunRequest,
     billing_runs: BillingRunService,
-    idempotency: IdempotencyStore,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: Idempotency,
+    idempotency_key: RequiredIdempotencyKey = None,
 ) -> Response[BillingRun]:
     period = Period.parse(data.period)
 
@@ -70,7 +71,7 @@ async def list_invoices(
     invoices: InvoiceStore,
     customer_id: Annotated[str | None, Parameter(max_length=64, required=False)] = None,
     run_id: Annotated[str | None, Parameter(max_length=64, required=False)] = None,
-    status: Literal["draft", "finalized", "posted", "paid", "void"] | None = None,
+    status: InvoiceStatusFilter = None,
     limit: Limit = 50,
     starting_after: StartingAfter = None,
 ) -> InvoiceList:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from litestar import Router, get
 from litestar.params import Parameter
 
 from canonical.model import ExceptionRecord, Page
 from process_apis.exceptions.service import ExceptionService
-from system_apis.routing import Limit, StartingAfter
+from system_apis.routing import Limit, StartingAfter, one_of
 
 __all__ = ["router"]
+
+StatusFilter = one_of("open", "resolved")
 
 
 class ExceptionList(Page):
@@ -21,7 +23,7 @@ class ExceptionList(Page):
 @get("/", summary="List exceptions")
 async def list_exceptions(
     exceptions: ExceptionService,
-    status: Literal["open", "resolved"] | None = None,
+    status: StatusFilter = None,
     kind: Annotated[str | None, Parameter(max_length=64, required=False)] = None,
     limit: Limit = 50,
     starting_after: StartingAfter = None,

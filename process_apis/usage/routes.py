@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
 
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from canonical import errors
-from process_apis.idempotency import IdempotencyStore
-from process_apis.routing import IdempotencyKey, respond_idempotently
+from process_apis.routing import Idempotency, IdempotencyKey, respond_idempotently
 from process_apis.usage.formats import CloudEvent, IngestEvent, decode_events
 from process_apis.usage.service import IngestResult, UsageService
 
@@ -34,8 +33,12 @@ def _inline(schema: dict) -> dict:
     return resolve(schema)
 
 
+@dataclass
 class IngestOperation(Operation):
-    """States the three accepted body formats, which Litestar cannot infer from a raw body."""
+    """States the three accepted body formats, which Litestar cannot infer from a raw body.
+
+    A dataclass itself, so that its ``__init__`` calls ``__post_init__`` (``Operation``'s
+    does not: it has none)."""
 
     def __post_init__(self) -> None:
         schemas = {
@@ -53,8 +56,6 @@ class IngestOperation(Operation):
         )
 
 
-
-
 @post(
     "/events",
     operation_class=IngestOperation,
@@ -69,7 +70,7 @@ class IngestOperation(Operation):
 async def ingest_events(
     request: Request,
     usage: UsageService,
-    idempotency: IdempotencyStore,
+    idempotency: Idempotency,
     max_batch_events: int,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[IngestResult]:

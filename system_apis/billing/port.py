@@ -17,7 +17,6 @@ import msgspec
 from babel.numbers import list_currencies
 
 from canonical.model import (
-    Aggregation,
     Base,
     Code,
     Meter,
@@ -115,17 +114,40 @@ class RatedChargeList(Page, kw_only=True):
 # --- request bodies ------------------------------------------------------------------
 
 
-class MeterSpec(Base, kw_only=True):
-    """Body of ``PUT /meters/{code}``; the engine assigns the id (kept on replace)."""
+class _MeterSpec(Base, tag_field="aggregation", kw_only=True):
+    """Body of ``PUT /meters/{code}``, one variant per aggregation, so the schema says
+    which need ``field``. The engine assigns the id (kept on replace)."""
 
     name: Name
     event_type: EventType
-    aggregation: Aggregation
-    field: FieldPath | None = None  # required unless aggregation is ``count``
     unit: Unit = "unit"
 
     def to_meter(self, *, id: str, code: str) -> Meter:
-        return Meter(id=id, code=code, **msgspec.structs.asdict(self))
+        return Meter(id=id, code=code, aggregation=self.__struct_config__.tag,
+                     **msgspec.structs.asdict(self))
+
+
+class CountMeterSpec(_MeterSpec, tag="count"):
+    field: FieldPath | None = None  # count events; ``field`` is informational
+
+
+class SumMeterSpec(_MeterSpec, tag="sum"):
+    field: FieldPath  # the event property summed
+
+
+class MaxMeterSpec(_MeterSpec, tag="max"):
+    field: FieldPath
+
+
+class UniqueCountMeterSpec(_MeterSpec, tag="unique_count"):
+    field: FieldPath  # distinct values of this property are counted
+
+
+class LatestMeterSpec(_MeterSpec, tag="latest"):
+    field: FieldPath
+
+
+MeterSpec = CountMeterSpec | SumMeterSpec | MaxMeterSpec | UniqueCountMeterSpec | LatestMeterSpec
 
 
 class TierSpec(Base, kw_only=True):

@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Router, get, post, put
-from litestar.params import Parameter
+from litestar.exceptions import NotFoundException
+from litestar.params import Dependency, Parameter
 
 from canonical.ids import new_id
-from canonical.model import Meter, PricePlan
+from canonical.model import Code, Meter, PricePlan
 from system_apis.billing.port import (
     BillingPort,
     MeterList,
     MeterSpec,
     PlanList,
+    PlanRef,
     PlanSpec,
     RatedChargeList,
     RatingSpec,
@@ -26,14 +28,20 @@ from system_apis.routing import Limit, StartingAfter
 
 __all__ = ["router"]
 
+# The port the app provides; it is an implementation, not request data, so the signature
+# model must not try to validate it (a Protocol has no isinstance check).
+Port = Annotated[BillingPort, Dependency(skip_validation=True)]
+
 CodePath = Annotated[
     str,
-    Parameter(description="The resource's code.", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
+    Parameter(description="The resource's code.", pattern=Code.__metadata__[0].pattern),
+]
+PlanCodePath = Annotated[
+    str, Parameter(description="The plan's code.", pattern=Code.__metadata__[0].pattern)
 ]
 PlanRefPath = Annotated[
     str,
-    Parameter(description="The plan's id or its code.",
-              pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    Parameter(description="The plan's id or its code.", pattern=PlanRef.__metadata__[0].pattern),
 ]
 EventTypes = Annotated[
     list[str] | None,
@@ -43,18 +51,18 @@ EventTypes = Annotated[
 
 
 @put("/meters/{code:str}", summary="Create or replace a meter", status_code=200)
-async def put_meter(billing: BillingPort, code: CodePath, data: MeterSpec) -> Meter:
+async def put_meter(billing: Port, code: CodePath, data: MeterSpec) -> Meter:
     return await billing.put_meter(data.to_meter(id=new_id("mtr"), code=code))
 
 
 @get("/meters/{code:str}", summary="Get a meter")
-async def get_meter(billing: BillingPort, code: CodePath) -> Meter:
+async def get_meter(billing: Port, code: CodePath) -> Meter:
     return await billing.get_meter(code)
 
 
 @get("/meters", summary="List meters")
 async def list_meters(
-    billing: BillingPort, limit: Limit = 20, starting_after: StartingAfter = None,
+    billing: Port, limit: Limit = 20, starting_after: StartingAfter = None,
     event_types: EventTypes = None,
 ) -> MeterList:
     return await billing.meters_page(
@@ -62,25 +70,27 @@ async def list_meters(
     )
 
 
-@put("/plans/{code:str}", summary="Create or replace a price plan", status_code=200)
-async def put_plan(billing: BillingPort, code: CodePath, data: PlanSpec) -> PricePlan:
-    return await billing.put_plan(data.to_plan(id=new_id("plan"), code=code))
+# Both operations on /plans/{plan} name the segment alike: one path, two readings.
+@put("/plans/{plan:str}", summary="Create or replace a price plan by code", status_code=200)
+async def put_plan(billing: Port, plan: PlanCodePath, data: PlanSpec) -> PricePlan:
+    return await billing.put_plan(data.to_plan(id=new_id("plan"), code=plan))
 
 
-@get("/plans/{plan_id:str}", summary="Get a price plan by id or code")
-async def get_plan(billing: BillingPort, plan_id: PlanRefPath) -> PricePlan:
-    return await billing.get_plan(plan_id)
+@get("/plans/{plan:str}", summary="Get a price plan by id or code")
+async def get_plan(billing: Port, plan: PlanRefPath) -> PricePlan:
+    return await billing.get_plan(plan)
 
 
 @get("/plans", summary="List price plans")
 async def list_plans(
-    billing: BillingPort, limit: Limit = 20, starting_after: StartingAfter = None
+    billing: Port, limit: Limit = 20, starting_after: StartingAfter = None
 ) -> PlanList:
     return await billing.plans_page(limit=limit, starting_after=starting_after)
 
 
-@post("/rate", summary="Rate a period's quantities against a plan", status_code=200)
-async def rate(billing: BillingPort, data: RatingSpec) -> RatedChargeList:
+@post("/rate", summary="Rate a period's quantities against a plan", status_code=200,
+      raises=[NotFoundException])
+async def rate(billing: Port, data: RatingSpec) -> RatedChargeList:
     return RatedChargeList(data=await billing.rate(data.to_request()), has_more=False)
 
 

@@ -13,12 +13,12 @@ from datetime import date
 from typing import Annotated, Protocol
 
 import msgspec
+from babel.numbers import list_currencies
 
 from canonical.model import (
     Amendment,
     Base,
     Country,
-    CurrencyCode,
     Customer,
     Page,
     Subscription,
@@ -44,6 +44,11 @@ Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, max_length=64)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 TaxId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]{0,63}$")]
 UsState = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
+# The ISO 4217 codes the money kernel knows (``canonical.money.is_currency``), stated in
+# the schema so that a well-formed but unknown code is refused as invalid input.
+IsoCurrency = Annotated[str, msgspec.Meta(
+    pattern="^(" + "|".join(sorted(c for c in list_currencies() if c.isupper())) + ")$"
+)]
 MAX_LOOKUP = 1000
 
 
@@ -54,7 +59,7 @@ class CustomerInput(Base):
     name: Name
     legal_entity_id: Id
     billing_country: Country
-    currency: CurrencyCode
+    currency: IsoCurrency
     tax_status: TaxStatus = "taxable"
     tax_id: TaxId | None = None
     us_state: UsState | None = None
@@ -129,9 +134,9 @@ class CrmPort(Protocol):
     """Accounts (with parent hierarchy and owning partner) and their subscriptions.
 
     Errors: ``NotFound`` for unknown ids (also an unknown parent or customer referenced
-    by a write), ``Conflict`` for an amendment clashing with a stored one,
-    ``BusinessRuleViolation`` for input a CRM refuses (a parent cycle, a bad term, an
-    unknown currency, an id that cannot be a key)."""
+    by a write), ``Conflict`` for a parent cycle or an amendment clashing with a stored one,
+    ``BusinessRuleViolation`` for input a CRM refuses (a bad term, an amendment outside
+    it, an unknown currency, an id that cannot be a key)."""
 
     async def put_customer(self, customer: Customer) -> Customer: ...
 

@@ -30,6 +30,8 @@ from system_apis.routing import Limit, StartingAfter
 __all__ = ["router"]
 
 Crm = Annotated[CrmPort, Dependency(skip_validation=True)]
+# A caller-chosen id must be able to be a key; lookups take any string (unknown: 404).
+NewId = Annotated[str, Parameter(max_length=64, pattern=ID_PATTERN)]
 IdFilter = Annotated[
     str | None, Parameter(max_length=64, pattern=ID_PATTERN, required=False)
 ]
@@ -47,7 +49,7 @@ async def create_customer(crm: Crm, data: CustomerInput) -> Customer:
 
 
 @put("/customers/{customer_id:str}", operation_id="crmPutCustomer")
-async def put_customer(crm: Crm, customer_id: str, data: CustomerInput) -> Customer:
+async def put_customer(crm: Crm, customer_id: NewId, data: CustomerInput) -> Customer:
     """Create or replace the customer with this (caller-chosen) id."""
     return await crm.put_customer(data.with_id(customer_id))
 
@@ -90,7 +92,9 @@ async def create_subscription(crm: Crm, data: SubscriptionInput) -> Subscription
 
 
 @put("/subscriptions/{subscription_id:str}", operation_id="crmPutSubscription")
-async def put_subscription(crm: Crm, subscription_id: str, data: SubscriptionInput) -> Subscription:
+async def put_subscription(
+    crm: Crm, subscription_id: NewId, data: SubscriptionInput
+) -> Subscription:
     """Create or replace a subscription, amendments included."""
     return await crm.put_subscription(data.with_id(subscription_id))
 

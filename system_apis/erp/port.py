@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import Annotated, Literal, Protocol
 
 import msgspec
+from babel.numbers import list_currencies
 
 from canonical.model import (
     Base,
     Country,
-    CurrencyCode,
     ErpDocument,
     ErpInvoice,
     ErpInvoiceLine,
@@ -29,6 +29,7 @@ from canonical.model import (
 __all__ = [
     "CODE_PATTERN",
     "PERIOD_PATTERN",
+    "REVENUE_ACCOUNT_PATTERN",
     "AccountingPeriod",
     "DocumentList",
     "ErpInvoiceInput",
@@ -52,7 +53,13 @@ PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 Id = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN, max_length=64)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Account = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}$")]
+REVENUE_ACCOUNT_PATTERN = r"^4[0-9]{3,9}$"  # class 4 of the chart (see reference/chart.py)
+RevenueAccount = Annotated[str, msgspec.Meta(pattern=REVENUE_ACCOUNT_PATTERN)]
+# The ISO 4217 codes the money kernel knows (``canonical.money.is_currency``), stated in
+# the schema so that a well-formed but unknown code is refused as invalid input.
+IsoCurrency = Annotated[str, msgspec.Meta(
+    pattern="^(" + "|".join(sorted(c for c in list_currencies() if c.isupper())) + ")$"
+)]
 VatId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]{0,63}$")]
 UsState = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
 ExternalRef = Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,128}$")]  # printable ASCII
@@ -72,7 +79,7 @@ class PeriodStatusInput(Base):
 class LegalEntityInput(Base):
     name: Name
     country: Country
-    currency: CurrencyCode
+    currency: IsoCurrency
     vat_id: VatId | None = None
     us_state: UsState | None = None
 
@@ -88,7 +95,7 @@ class LegalEntityInput(Base):
 
 class ItemInput(Base):
     name: Name
-    revenue_account: Account
+    revenue_account: RevenueAccount
 
     def with_code(self, code: str) -> ErpItem:
         return ErpItem(code=code, name=self.name, revenue_account=self.revenue_account)
@@ -110,7 +117,7 @@ class ErpInvoiceInput(Base):
     customer_id: Id
     customer_name: Name
     legal_entity_id: Id
-    currency: CurrencyCode
+    currency: IsoCurrency
     posting_date: date
     lines: Annotated[list[ErpInvoiceLineInput], msgspec.Meta(min_length=1, max_length=500)]
     correlation_id: CorrelationId | None = None

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Annotated, TypeVar
 
 from litestar import Router, get, post, put
+from litestar.exceptions import NotFoundException
 from litestar.params import Dependency, Parameter
 
 from canonical.errors import NotFound
@@ -35,6 +36,8 @@ __all__ = ["router"]
 T = TypeVar("T")
 
 Erp = Annotated[ErpPort, Dependency(skip_validation=True)]
+# A caller-chosen id must be able to be a key; lookups take any string (unknown: 404).
+NewId = Annotated[str, Parameter(max_length=64, pattern=CODE_PATTERN)]
 PeriodPath = Annotated[str, Parameter(pattern=PERIOD_PATTERN, description="YYYY-MM")]
 IdFilter = Annotated[str | None, Parameter(max_length=64, pattern=CODE_PATTERN, required=False)]
 CurrencyFilter = Annotated[str | None, Parameter(pattern=r"^[A-Z]{3}$", required=False)]
@@ -48,7 +51,7 @@ def _page(items: Sequence[T], key, limit: int, starting_after: str | None) -> tu
 
 
 @put("/legal-entities/{entity_id:str}", operation_id="erpPutLegalEntity")
-async def put_legal_entity(erp: Erp, entity_id: str, data: LegalEntityInput) -> LegalEntity:
+async def put_legal_entity(erp: Erp, entity_id: NewId, data: LegalEntityInput) -> LegalEntity:
     return await erp.put_legal_entity(data.with_id(entity_id))
 
 
@@ -66,7 +69,7 @@ async def list_legal_entities(
 
 
 @put("/items/{code:str}", operation_id="erpPutItem")
-async def put_item(erp: Erp, code: str, data: ItemInput) -> ErpItem:
+async def put_item(erp: Erp, code: NewId, data: ItemInput) -> ErpItem:
     """Create or replace an item and the revenue account its sales book to."""
     return await erp.put_item(data.with_code(code))
 
@@ -97,7 +100,7 @@ async def post_document(erp: Erp, data: ErpInvoiceInput) -> ErpDocument:
     return await erp.post_invoice(data.to_canonical())
 
 
-@get("/documents/lookup", operation_id="erpFindDocument")
+@get("/documents/lookup", operation_id="erpFindDocument", raises=[NotFoundException])
 async def find_document(erp: Erp, external_ref: ExternalRefQuery) -> ErpDocument:
     """The document posted with this ``external_ref`` (404 when none was)."""
     found = await erp.find_document(external_ref)

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 from datetime import date
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
-from canonical.errors import BusinessRuleViolation, Conflict, NotFound
+from canonical.errors import BusinessRuleViolation, Conflict, InvalidRequest, NotFound
 from canonical.model import Amendment, Customer, Subscription
 from canonical.persistence import create_engine, session_factory
 from gateway import problems
+from system_apis.crm.http import HttpCrm
 from system_apis.crm.reference import ReferenceCrm
 from system_apis.crm.routes import router
+from system_apis.remote import RemoteSystem
 
 
 @pytest.fixture
-async def crm(database_url):
+async def engine(database_url):
     engine = create_engine(database_url)
     try:
-        yield ReferenceCrm(session_factory(engine))
+        yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def crm(engine):
+    return ReferenceCrm(session_factory(engine))
 
 
 def customer(cid: str, **overrides) -> Customer:
@@ -64,10 +72,10 @@ async def test_parent_must_exist_and_hierarchy_must_stay_acyclic(crm):
     await crm.put_customer(customer("cus_root"))
     await crm.put_customer(customer("cus_mid", parent_id="cus_root"))
     await crm.put_customer(customer("cus_leaf", parent_id="cus_mid"))
-    with pytest.raises(BusinessRuleViolation) as caught:
+    with pytest.raises(Conflict) as caught:
         await crm.put_customer(customer("cus_root", parent_id="cus_leaf"))
     assert caught.value.code == "parent_cycle"
-    with pytest.raises(BusinessRuleViolation):
+    with pytest.raises(Conflict):
         await crm.put_customer(customer("cus_self", parent_id="cus_self"))
     assert (await crm.get_customer("cus_root")).parent_id is None
 
@@ -181,12 +189,16 @@ async def test_active_between_respects_half_open_boundaries(crm):
 
 
 @pytest.fixture
-async def client(crm):
+async def client(crm, engine):
     app = Litestar(
         route_handlers=[router],
         dependencies={"crm": Provide(lambda: crm, sync_to_thread=False)},
         exception_handlers=problems.exception_handlers,
+        on_shutdown=[engine.dispose],
     )
+    # AsyncTestClient runs the app on an event loop of its own: hand it an empty pool so
+    # no connection crosses loops (the app disposes its own on shutdown).
+    await engine.dispose()
     async with AsyncTestClient(app) as client:
         yield client
 
@@ -251,7 +263,48 @@ async def test_route_problems(client):
     assert bad_term.json()["code"] == "invalid_term"
 
     bad_id = await client.put("/system/crm/v1/customers/bad%20id", json=BODY)
-    assert bad_id.status_code == 422 and bad_id.json()["code"] == "invalid_id"
+    assert bad_id.status_code == 400 and bad_id.json()["code"] == "validation_failed"
+    assert (await client.get("/system/crm/v1/customers/bad%20id")).status_code == 404
+    cycle = await client.put("/system/crm/v1/customers/cus_a", json=BODY | {"parent_id": "cus_a"})
+    assert cycle.status_code == 409 and cycle.json()["code"] == "parent_cycle"
+    unknown_currency = await client.put("/system/crm/v1/customers/cus_b",
+                                        json=BODY | {"currency": "AAA"})
+    assert unknown_currency.status_code == 400
 
     invalid = await client.post("/system/crm/v1/customers", json=BODY | {"billing_country": "de"})
     assert invalid.status_code == 400 and invalid.json()["code"] == "validation_failed"
+
+
+async def test_http_adapter_speaks_the_same_port(crm):
+    app = Litestar(
+        route_handlers=[router],
+        dependencies={"crm": Provide(lambda: crm, sync_to_thread=False)},
+        exception_handlers=problems.exception_handlers,
+    )
+    remote = RemoteSystem("crm", "http://crm.test/system/crm/v1",
+                          transport=httpx.ASGITransport(app=app))
+    try:
+        http = HttpCrm(remote)
+        parent = await http.put_customer(customer("cus_parent", partner_id="ptn_1"))
+        child = await http.put_customer(customer("cus_child", parent_id="cus_parent"))
+        assert await crm.get_customer("cus_child") == child == await http.get_customer("cus_child")
+        with pytest.raises(InvalidRequest):  # the id travels escaped, and is refused
+            await http.put_customer(customer("cus child?x"))
+        with pytest.raises(NotFound):
+            await http.get_customer("cus child?x")
+        assert await http.list_customers(partner_id="ptn_1") == ([parent], False)
+        assert await http.known_customer_ids(["cus_parent", "cus_x"]) == {"cus_parent"}
+        sub = subscription("sub_1", date(2025, 1, 1), customer_id="cus_parent",
+                           amendments=[Amendment(date(2025, 2, 1), "plan_pro")])
+        assert await http.put_subscription(sub) == sub
+        amended = await http.add_amendment("sub_1", Amendment(date(2025, 3, 1), "plan_max"))
+        assert amended == await crm.get_subscription("sub_1")
+        assert await http.list_subscriptions("cus_parent") == [amended]
+        active = await http.subscriptions_active_between(date(2025, 1, 1), date(2025, 2, 1))
+        assert active == [amended]
+        assert await http.subscriptions_active_between(
+            date(2025, 1, 1), date(2025, 2, 1), customer_ids=[]) == []
+        with pytest.raises(NotFound):
+            await http.get_subscription("sub_missing")
+    finally:
+        await remote.aclose()

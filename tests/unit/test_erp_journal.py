@@ -48,8 +48,13 @@ def test_credit_memo_swaps_the_sides():
 
 
 def test_zero_tax_and_zero_revenue_lines_are_omitted():
-    lines = build_journal("invoice", "USD", [("4000", D("12.00"), D("0")), ("4200", D("0"), D("0"))])
-    assert _sides(lines) == {ACCOUNTS_RECEIVABLE: (D("12.00"), D("0")), "4000": (D("0"), D("12.00"))}
+    lines = build_journal(
+        "invoice", "USD", [("4000", D("12.00"), D("0")), ("4200", D("0"), D("0"))]
+    )
+    assert _sides(lines) == {
+        ACCOUNTS_RECEIVABLE: (D("12.00"), D("0")),
+        "4000": (D("0"), D("12.00")),
+    }
 
 
 def test_zero_side_uses_the_currency_exponent():

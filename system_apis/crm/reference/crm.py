@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from canonical.errors import BusinessRuleViolation, Conflict, NotFound
+from canonical.errors import Conflict, NotFound
 from canonical.ids import new_id
 from canonical.model import Amendment, Customer, Subscription
 from canonical.time import utcnow
@@ -77,7 +77,7 @@ class ReferenceCrm:
             if current is None:
                 return
             if current == customer_id:
-                raise BusinessRuleViolation(
+                raise Conflict(
                     f"parent {parent_id} would make the hierarchy cyclic", code="parent_cycle"
                 )
             found = await s.execute(sa.select(accounts.c.parent_id).where(accounts.c.id == current))
@@ -90,7 +90,8 @@ class ReferenceCrm:
     async def get_customer(self, customer_id: str) -> Customer:
         if rules.is_id(customer_id):
             async with self._sessions() as s:
-                row = (await s.execute(sa.select(accounts).where(accounts.c.id == customer_id))).first()
+                query = sa.select(accounts).where(accounts.c.id == customer_id)
+                row = (await s.execute(query)).first()
             if row is not None:
                 return _customer(row)
         raise NotFound(f"customer {customer_id[:80]} not found", code="customer_not_found")

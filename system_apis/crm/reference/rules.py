@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from canonical.errors import BusinessRuleViolation, InvalidRequest
+from canonical.errors import BusinessRuleViolation, Conflict, InvalidRequest
 from canonical.model import Customer, Subscription
 from canonical.money import is_currency
 from system_apis.crm.port import ID_PATTERN
@@ -50,7 +50,7 @@ def check_customer(customer: Customer) -> None:
         raise BusinessRuleViolation(f"unknown currency {customer.currency!r}",
                                     code="unknown_currency")
     if customer.parent_id == customer.id:
-        raise BusinessRuleViolation("a customer cannot be its own parent", code="parent_cycle")
+        raise Conflict("a customer cannot be its own parent", code="parent_cycle")
 
 
 def check_subscription(sub: Subscription) -> None:

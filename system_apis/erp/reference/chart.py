@@ -1,12 +1,11 @@
 """The reference ERP's chart of accounts: the control accounts every AR document touches.
 
-Revenue accounts come from the items (``ErpItem.revenue_account``); they may be any
-account number except these control accounts.
+Account classes by first digit: 1 assets, 2 liabilities, 4 revenue. Revenue accounts come
+from the items (``ErpItem.revenue_account``) and must be in class 4, so an item can never
+book to a control account.
 """
 
 ACCOUNTS_RECEIVABLE = "1200"  # asset: what customers owe (debit-normal)
 TAX_PAYABLE = "2200"  # liability: output tax owed to the authorities (credit-normal)
 
-CONTROL_ACCOUNTS = frozenset({ACCOUNTS_RECEIVABLE, TAX_PAYABLE})
-
-__all__ = ["ACCOUNTS_RECEIVABLE", "CONTROL_ACCOUNTS", "TAX_PAYABLE"]
+__all__ = ["ACCOUNTS_RECEIVABLE", "TAX_PAYABLE"]

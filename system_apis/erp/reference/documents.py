@@ -124,12 +124,10 @@ async def load_documents(s: AsyncSession, *where, limit: int | None = None) -> l
     rows = (await s.execute(query)).all()
     if not rows:
         return []
-    entries = {
-        e.document_id: e
-        for e in await s.execute(
-            sa.select(journal_entries).where(journal_entries.c.document_id.in_([r.id for r in rows]))
-        )
-    }
+    found = await s.execute(
+        sa.select(journal_entries).where(journal_entries.c.document_id.in_([r.id for r in rows]))
+    )
+    entries = {e.document_id: e for e in found}
     lines: dict[str, list[JournalLine]] = defaultdict(list)
     found = await s.execute(
         sa.select(journal_lines)

@@ -22,8 +22,12 @@ from canonical.model import ErpDocument, ErpInvoice, ErpItem, LegalEntity
 from canonical.money import is_currency
 from canonical.persistence import insert_ignore
 from canonical.time import Period, utcnow
-from system_apis.erp.port import CODE_PATTERN, AccountingPeriod, PeriodStatus
-from system_apis.erp.reference.chart import CONTROL_ACCOUNTS
+from system_apis.erp.port import (
+    CODE_PATTERN,
+    REVENUE_ACCOUNT_PATTERN,
+    AccountingPeriod,
+    PeriodStatus,
+)
 from system_apis.erp.reference.documents import (
     check_invoice,
     insert_document,
@@ -43,7 +47,7 @@ from system_apis.erp.reference.tables import (
 __all__ = ["ReferenceErp"]
 
 _CODE = re.compile(CODE_PATTERN)
-_ACCOUNT = re.compile(r"[0-9]{4,10}")
+_REVENUE_ACCOUNT = re.compile(REVENUE_ACCOUNT_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -113,7 +117,7 @@ class ReferenceErp:
     async def put_item(self, item: ErpItem) -> ErpItem:
         _require_code(item.code, "item code")
         _check_name(item.name)
-        if not _ACCOUNT.fullmatch(item.revenue_account) or item.revenue_account in CONTROL_ACCOUNTS:
+        if not _REVENUE_ACCOUNT.fullmatch(item.revenue_account):
             raise BusinessRuleViolation(
                 f"{item.revenue_account!r} cannot be a revenue account",
                 code="invalid_revenue_account",

@@ -1,0 +1,39 @@
+"""The tax engine as a System API: ``/system/tax/v1``.
+
+Handlers get the port by dependency injection (``tax``) and raise canonical errors; the
+gateway renders problems."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Router, get, post
+from litestar.params import Dependency, Parameter
+
+from system_apis.tax.port import TaxLineList, TaxPort, TaxQuoteSpec, VatCheck, VatNumber
+
+__all__ = ["router"]
+
+# The port the app provides; it is an implementation, not request data, so the signature
+# model must not try to validate it (a Protocol has no isinstance check).
+Port = Annotated[TaxPort, Dependency(skip_validation=True)]
+
+VatPath = Annotated[
+    str,
+    Parameter(description="A VAT number with its country prefix, e.g. DE136695976.",
+              pattern=VatNumber.__metadata__[0].pattern),
+]
+
+
+@post("/quotes", summary="Quote tax per line", status_code=200)
+async def quote(tax: Port, data: TaxQuoteSpec) -> TaxLineList:
+    """One tax line per request line, same order. Every quote is logged for audit."""
+    return TaxLineList(data=await tax.quote(data.to_request()), has_more=False)
+
+
+@get("/vat-numbers/{vat_id:str}", summary="Validate an EU VAT number (format and checksum)")
+async def validate_vat(tax: Port, vat_id: VatPath) -> VatCheck:
+    return await tax.validate_vat(vat_id)
+
+
+router = Router(path="/system/tax/v1", route_handlers=[quote, validate_vat], tags=["system-tax"])
