@@ -77,6 +77,25 @@ async def fresh_database(postgres: bool, workdir: Path) -> tuple[str, callable]:
     return url, drop
 
 
+async def seed_customers(url: str) -> None:
+    """The customers and meter the batches name, so ingest takes the matched path."""
+    from canonical.model import Customer, LegalEntity, Meter
+    from gateway.settings import Settings
+    from gateway.wiring import build_container
+
+    container = build_container(Settings.from_env({}, database_url=url))
+    await container.erp.put_legal_entity(
+        LegalEntity(id="le_b", name="Bench", country="DE", currency="EUR"))
+    await container.billing.put_meter(
+        Meter(id="mtr_b", code="calls", name="Calls", event_type="api.request",
+              aggregation="count"))
+    for i in range(50):
+        await container.crm.put_customer(
+            Customer(id=f"cus_{i}", name=f"Customer {i}", legal_entity_id="le_b",
+                     billing_country="DE", currency="EUR"))
+    await container.aclose()
+
+
 async def floor(url: str, batches: list[bytes]) -> float:
     """Decode + insert with the same dedupe, one transaction per batch."""
     engine = create_engine(url)
@@ -146,6 +165,7 @@ async def measure(label: str, postgres: bool, args, duplicate_share: float) -> N
         if drop:
             await drop()
         url, drop = await fresh_database(postgres, Path(tmp))
+        await seed_customers(url)
         gateway_s = await through_gateway(url, batches, args.clients)
         if drop:
             await drop()

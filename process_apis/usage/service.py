@@ -6,6 +6,8 @@ in the same transaction; billing picks them up once the mapping exists."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from typing import Literal
 
@@ -41,6 +43,11 @@ class IngestResult(Base):
     results: list[EventResult]
 
 
+def _is_sqlite(sessions: async_sessionmaker) -> bool:
+    bind = sessions.kw.get("bind")
+    return bind is not None and bind.dialect.name == "sqlite"
+
+
 class UsageService:
     def __init__(
         self,
@@ -53,6 +60,9 @@ class UsageService:
         self._crm = crm
         self._billing = billing
         self._policy = policy or EventTimePolicy()
+        # SQLite allows one writer: waiting on a process-local lock is far cheaper than
+        # colliding on the database lock and backing off (busy_timeout polling).
+        self._write_lock = asyncio.Lock() if _is_sqlite(sessions) else contextlib.nullcontext()
 
     async def ingest(self, events: list[IngestEvent]) -> IngestResult:
         received_at = utcnow()
@@ -92,7 +102,7 @@ class UsageService:
             )
 
         inserted: set[tuple[str, str]] = set()
-        async with self._sessions.begin() as session:
+        async with self._write_lock, self._sessions.begin() as session:
             if rows:
                 stmt = insert_ignore(
                     usage_events, session.bind.dialect.name, ["source", "event_id"]

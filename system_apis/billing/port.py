@@ -30,14 +30,26 @@ from canonical.model import (
 __all__ = [
     "BillingPort",
     "ChargeSpec",
+    "CountMeterSpec",
+    "FlatChargeSpec",
+    "GraduatedChargeSpec",
     "IsoCurrency",
+    "LatestMeterSpec",
+    "MaxMeterSpec",
     "MeterList",
     "MeterSpec",
+    "MinimumCommitmentSpec",
+    "PackageChargeSpec",
+    "PerUnitChargeSpec",
     "PlanList",
     "PlanSpec",
     "RatedChargeList",
     "RatingRequest",
     "RatingSpec",
+    "SumMeterSpec",
+    "TierSpec",
+    "UniqueCountMeterSpec",
+    "VolumeChargeSpec",
     "decimal_text",
     "to_wire",
 ]
@@ -58,7 +70,6 @@ FieldPath = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,199
 Unit = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # A plan is addressed by its id or its code; both are plain tokens.
 PlanRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-
 
 
 def decimal_text(value: Decimal) -> str:
@@ -162,7 +173,12 @@ class _ChargeSpec(Base, tag_field="model", kw_only=True):
     item_code: ItemCode
 
 
-Tiers = Annotated[list[TierSpec], msgspec.Meta(min_length=1, max_length=50)]
+Tiers = Annotated[
+    list[TierSpec],
+    msgspec.Meta(min_length=1, max_length=50, description=(
+        "Ascending by up_to (inclusive); every tier but the last has up_to, the last has "
+        "none (open-ended).")),
+]
 
 
 class PerUnitChargeSpec(_ChargeSpec, tag="per_unit"):
@@ -205,7 +221,8 @@ ChargeSpec = (
 
 
 class PlanSpec(Base, kw_only=True):
-    """Body of ``PUT /plans/{code}``; the engine assigns the id (kept on replace)."""
+    """Body of ``PUT /plans/{plan}`` (the code); the engine assigns the id (kept on
+    replace). Meter codes must name existing meters."""
 
     name: Name
     currency: IsoCurrency
@@ -248,9 +265,10 @@ class RatingSpec(Base, kw_only=True):
 class BillingPort(Protocol):
     """Meters, price plans and the rating function of the billing engine.
 
-    Errors: ``NotFound`` for unknown meters/plans; ``InvalidRequest`` for a meter or plan
-    that cannot be stored as given; ``BusinessRuleViolation`` for a rating request whose
-    dates do not fit together."""
+    Errors: ``NotFound`` for unknown meters/plans, including a plan that refers to meters
+    that do not exist; ``InvalidRequest`` for a meter or plan that cannot be stored as
+    given (currency, tiers, prices, ...); ``BusinessRuleViolation`` for a rating request
+    whose dates do not fit together."""
 
     async def put_meter(self, meter: Meter) -> Meter:
         """Create or replace, keyed by ``meter.code``; an existing meter keeps its id."""

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Router, get, post, put
+from litestar.exceptions import NotFoundException
 from litestar.params import Dependency, Parameter
 
 from canonical.ids import new_id
@@ -42,9 +43,10 @@ CustomerFilter = Annotated[
 ]
 
 
-@post("/customers", operation_id="crmCreateCustomer")
+# Creations without a path parameter still answer 404 for an unknown parent or customer.
+@post("/customers", operation_id="crmCreateCustomer", raises=[NotFoundException])
 async def create_customer(crm: Crm, data: CustomerInput) -> Customer:
-    """Create a customer account with a server-assigned id."""
+    """Create a customer account with a server-assigned id (404: unknown parent)."""
     return await crm.put_customer(data.with_id(new_id("cus")))
 
 
@@ -86,8 +88,9 @@ async def customer_subscriptions(
     return SubscriptionList(data=subs[:limit], has_more=len(subs) > limit)
 
 
-@post("/subscriptions", operation_id="crmCreateSubscription")
+@post("/subscriptions", operation_id="crmCreateSubscription", raises=[NotFoundException])
 async def create_subscription(crm: Crm, data: SubscriptionInput) -> Subscription:
+    """Create a subscription with a server-assigned id (404: unknown customer)."""
     return await crm.put_subscription(data.with_id(new_id("sub")))
 
 

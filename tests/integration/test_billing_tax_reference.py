@@ -14,7 +14,7 @@ from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
 from canonical import correlation
-from canonical.errors import BusinessRuleViolation, InvalidRequest, NotFound
+from canonical.errors import BusinessRuleViolation, Conflict, InvalidRequest, NotFound
 from canonical.model import (
     FlatCharge,
     GraduatedCharge,
@@ -110,6 +110,13 @@ async def test_meters_are_created_read_listed_and_replaced_by_code(billing):
     assert (page.data, page.has_more) == ([storage], False)
 
 
+async def test_an_id_taken_by_another_code_is_a_conflict(billing):
+    await billing.put_meter(meter())
+    with pytest.raises(Conflict):
+        await billing.put_meter(meter("other_code", id="mtr_1"))
+    assert [m.code for m in await billing.list_meters()] == ["api_calls"]
+
+
 async def test_unknown_meters_are_not_found(billing):
     for code in ("nope", "bad\x00code"):  # the second never reaches the database
         with pytest.raises(NotFound):
@@ -164,8 +171,6 @@ async def test_invalid_plans_are_refused_and_nothing_is_stored(billing):
                  Tier(unit_price=D(1))]
     cases = {
         "ISO 4217": pro_plan(currency="XYZ"),
-        "do not exist": pro_plan(charges=[PerUnitCharge(
-            code="c", description="C", item_code="I", meter_code="ghost", unit_price=D(1))]),
         "greater than": pro_plan(charges=[GraduatedCharge(
             code="c", description="C", item_code="I", meter_code="api_calls", tiers=bad_tiers)]),
         "non-negative": pro_plan(charges=[FlatCharge(
@@ -175,6 +180,10 @@ async def test_invalid_plans_are_refused_and_nothing_is_stored(billing):
         with pytest.raises(InvalidRequest) as caught:
             await billing.put_plan(plan)
         assert fragment in caught.value.detail
+    ghost = pro_plan(charges=[PerUnitCharge(
+        code="c", description="C", item_code="I", meter_code="ghost", unit_price=D(1))])
+    with pytest.raises(NotFound, match="ghost"):  # like any missing referenced resource
+        await billing.put_plan(ghost)
     assert await billing.list_plans() == []
 
 
@@ -253,8 +262,13 @@ async def test_billing_routes_round_trip(billing, tax):
         again = await client.put(f"{base}/meters/api_calls", json=body | {"name": "Calls"})
         assert again.json()["id"] == created.json()["id"]
         assert (await client.get(f"{base}/meters/api_calls")).json()["name"] == "Calls"
+        summed = await client.put(f"{base}/meters/bytes", json={
+            "name": "Bytes", "event_type": "api.call", "aggregation": "sum", "field": "bytes"})
+        assert (summed.json()["aggregation"], summed.json()["field"]) == ("sum", "bytes")
         listed = (await client.get(f"{base}/meters", params={"event_type": "api.call"})).json()
-        assert (listed["object"], listed["has_more"], len(listed["data"])) == ("list", False, 1)
+        assert (listed["object"], listed["has_more"], len(listed["data"])) == ("list", False, 2)
+        first = (await client.get(f"{base}/meters", params={"limit": 1})).json()
+        assert (len(first["data"]), first["has_more"]) == (1, True)
 
         plan = {"name": "Pro", "currency": "EUR", "charges": [
             {"model": "graduated", "code": "calls", "description": "API calls",
@@ -300,9 +314,22 @@ async def test_billing_routes_answer_problems(billing, tax):
             "name": "Pro", "currency": "EUR", "charges": [
                 {"model": "per_unit", "code": "c", "description": "C", "item_code": "I",
                  "meter_code": "ghost", "unit_price": "1"}]})
-        assert unknown_meter.status_code == 400
-        assert unknown_meter.json()["code"] == "invalid_request"
+        assert unknown_meter.status_code == 404
         assert "ghost" in unknown_meter.json()["detail"]
+
+        backwards_tiers = await client.put(f"{base}/plans/pro", json={
+            "name": "Pro", "currency": "EUR", "charges": [
+                {"model": "volume", "code": "c", "description": "C", "item_code": "I",
+                 "meter_code": "api_calls", "tiers": [{"unit_price": "1"},
+                                                      {"unit_price": "1", "up_to": "5"}]}]})
+        assert backwards_tiers.status_code == 400
+        assert backwards_tiers.json()["code"] == "invalid_request"
+        assert "open-ended" in backwards_tiers.json()["detail"]
+
+        sum_without_field = await client.put(f"{base}/meters/bytes", json={
+            "name": "Bytes", "event_type": "api.call", "aggregation": "sum"})
+        assert sum_without_field.status_code == 400
+        assert sum_without_field.json()["code"] == "validation_failed"
 
         unknown_currency = await client.put(f"{base}/plans/pro", json={
             "name": "Pro", "currency": "XYZ", "charges": [

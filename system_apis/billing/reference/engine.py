@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from canonical.errors import Conflict, InvalidRequest, NotFound
+from canonical.errors import Conflict, NotFound
 from canonical.model import Charge, Code, Meter, PricePlan, RatedCharge
 from canonical.time import utcnow
 from system_apis.billing.port import (
@@ -135,8 +135,8 @@ class ReferenceBilling:
             if wanted:
                 query = select(meters.c.code).where(meters.c.code.in_(sorted(wanted)))
                 missing = wanted - set((await s.execute(query)).scalars())
-                if missing:
-                    raise InvalidRequest(
+                if missing:  # a missing referenced resource, as in the CRM's parent check
+                    raise NotFound(
                         f"plan {plan.code!r} refers to meters that do not exist: "
                         + ", ".join(sorted(missing))
                     )
