@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 import msgspec
@@ -201,6 +201,8 @@ class BillingRunService:
                     customer_tax_id=customer.tax_id,
                     customer_us_state=customer.us_state,
                     currency=currency,
+                    # The tax point is the invoice's posting date: the period's last day.
+                    tax_date=period.end.date() - timedelta(days=1),
                     lines=[
                         TaxableLine(reference=c.charge_code, item_code=c.item_code, amount=c.amount)
                         for c, _ in group

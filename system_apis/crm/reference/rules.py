@@ -44,8 +44,10 @@ def check_customer(customer: Customer) -> None:
             require_id(value, field)
     _text(customer.name, "name", 200)
     _text(customer.tax_id, "tax_id", 64)
-    if customer.us_state is not None and not re.fullmatch(r"[A-Z]{2}", customer.us_state):
-        raise InvalidRequest("us_state must be a two-letter code", code="invalid_field")
+    for field in ("billing_country", "us_state"):
+        value = getattr(customer, field)
+        if value is not None and not re.fullmatch(r"[A-Z]{2}", value):
+            raise InvalidRequest(f"{field} must be a two-letter code", code="invalid_field")
     if not is_currency(customer.currency):
         raise BusinessRuleViolation(f"unknown currency {customer.currency!r}",
                                     code="unknown_currency")

@@ -91,6 +91,12 @@ class ReferenceErp:
     async def put_legal_entity(self, entity: LegalEntity) -> LegalEntity:
         _require_code(entity.id, "legal entity id")
         _check_name(entity.name)
+        for field in ("country", "us_state"):
+            value = getattr(entity, field)
+            if value is not None and not re.fullmatch(r"[A-Z]{2}", value):
+                raise InvalidRequest(f"{field} must be a two-letter code", code="invalid_field")
+        if entity.vat_id is not None and not 1 <= len(entity.vat_id) <= 64:
+            raise InvalidRequest("vat_id must be 1-64 characters", code="invalid_field")
         if not is_currency(entity.currency):
             raise BusinessRuleViolation(f"unknown currency {entity.currency!r}",
                                         code="unknown_currency")

@@ -47,7 +47,7 @@ def build_journal(kind: str, currency: str, postings: Iterable[Posting]) -> list
     sides += [(account, revenue[account], False) for account in sorted(revenue)]
     sides.append((TAX_PAYABLE, tax, False))
 
-    reverse = False
+    reverse = kind == "credit_memo"
     lines = []
     for account, amount, receivable_side in sides:
         if amount == 0:
