@@ -326,7 +326,8 @@ def _fix_operation(api: str, path: str, method: str, operation: dict[str, Any]) 
     for param in params:
         if param.get("in") in ("query", "path", "header", "cookie") and "schema" in param:
             param["schema"] = _non_null(param["schema"])
-        if param.get("in") == "header" and param.get("name", "").lower() == "idempotency-key":
+        name = param.get("name", "").lower()
+        if param.get("in") == "header" and name == IDEMPOTENCY_HEADER.lower():
             idempotent = True
 
     responses = operation.setdefault("responses", {})

@@ -15,6 +15,7 @@ from gateway.contracts import (
     CONTRACTS_DIR,
     build_contracts,
     contract_path,
+    main,
     render_json,
     render_yaml,
 )
@@ -62,6 +63,10 @@ def test_no_drift_between_code_and_committed_file(built, name):
         ))
         pytest.fail(f"contract drift in {path.name}; run `make contracts`:\n{diff[:6000]}")
     assert yaml.safe_load(committed) == built[name]
+
+
+def test_check_command_passes(capsys):
+    assert main(["check"]) == 0, capsys.readouterr().err
 
 
 def test_every_path_of_the_app_is_in_exactly_one_contract(app, built):
