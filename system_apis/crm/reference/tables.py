@@ -45,5 +45,9 @@ amendments = Table(
     Column("effective_from", Date, nullable=False),
     Column("plan_id", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Index("ix_crm_amendments_subscription_effective", "subscription_id", "effective_from"),
+    # One amendment per subscription and day: concurrent duplicates cannot both land.
+    Index(
+        "ix_crm_amendments_subscription_effective", "subscription_id", "effective_from",
+        unique=True,
+    ),
 )
