@@ -192,27 +192,40 @@ def _plain(schema: Any) -> Any:
     return msgspec.json.decode(msgspec.json.encode(schema))
 
 
+# Packages whose msgspec Structs appear in the contracts.
+_PROJECT_PACKAGES = ("canonical", "system_apis", "process_apis", "experience_apis", "gateway")
+
+
 def _structs() -> dict[str, list[type]]:
+    """The project's msgspec Structs by class name (other packages' are never looked at,
+    so what a test or a library defines cannot change the contracts)."""
     found: dict[str, list[type]] = {}
     pending = [msgspec.Struct]
     while pending:
         cls = pending.pop()
         for sub in cls.__subclasses__():
-            found.setdefault(sub.__name__, []).append(sub)
             pending.append(sub)
+            if sub.__module__.split(".")[0] in _PROJECT_PACKAGES:
+                found.setdefault(sub.__name__, []).append(sub)
     return found
 
 
 def _msgspec_schemas(litestar_schemas: dict[str, Any]) -> dict[str, Any]:
     """Litestar's component schemas with every Struct's replaced by msgspec's."""
     structs = _structs()
-    types = [structs[name][0] for name in sorted(litestar_schemas)
-             if len(set(structs.get(name, []))) == 1]
+    types = []
+    for name in sorted(litestar_schemas):
+        candidates = set(structs.get(name, []))
+        if len(candidates) > 1:
+            raise ValueError(f"component {name!r}: several Structs of that name "
+                             f"({sorted(c.__module__ for c in candidates)}); rename one")
+        types.extend(candidates)
     _, generated = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}")
+    replaced = {t.__name__ for t in types}
     schemas = dict(litestar_schemas)
     for name, schema in generated.items():
-        if name in schemas and name not in {t.__name__ for t in types}:
+        if name in schemas and name not in replaced:
             raise ValueError(f"msgspec schema {name!r} clashes with a Litestar component")
         schemas[name] = schema
     return _plain(schemas)

@@ -267,8 +267,9 @@ class BillingPort(Protocol):
 
     Errors: ``NotFound`` for unknown meters/plans, including a plan that refers to meters
     that do not exist; ``InvalidRequest`` for a meter or plan that cannot be stored as
-    given (currency, tiers, prices, ...); ``BusinessRuleViolation`` for a rating request
-    whose dates do not fit together."""
+    given (currency, prices, ...); ``BusinessRuleViolation`` for a plan breaking a rule
+    across fields (tier order, unique charge codes, one minimum commitment) and for a
+    rating request whose dates do not fit together."""
 
     async def put_meter(self, meter: Meter) -> Meter:
         """Create or replace, keyed by ``meter.code``; an existing meter keeps its id."""

@@ -169,8 +169,8 @@ class ErpPort(Protocol):
 
     ``post_invoice`` is idempotent by ``external_ref``. Errors: ``NotFound`` for unknown
     ids; ``BusinessRuleViolation`` with ``code`` ``period_closed``,
-    ``unknown_legal_entity``, ``unknown_item``, ``unknown_currency`` or ``invalid_id``;
-    ``InvalidRequest`` (``amount_not_rounded``) for amounts finer than the minor unit."""
+    ``unknown_legal_entity``, ``unknown_item``, ``unknown_currency``, ``invalid_id`` or
+    ``amount_not_rounded`` (amounts finer than the currency's minor unit)."""
 
     async def put_legal_entity(self, entity: LegalEntity) -> LegalEntity: ...
 

@@ -177,7 +177,9 @@ async def test_invalid_plans_are_refused_and_nothing_is_stored(billing):
             code="c", description="C", item_code="I", amount=D(-1))]),
     }
     for fragment, plan in cases.items():
-        with pytest.raises(InvalidRequest) as caught:
+        # tier order is a rule across fields (422); the others break the wire contract (400)
+        expected = BusinessRuleViolation if fragment == "greater than" else InvalidRequest
+        with pytest.raises(expected) as caught:
             await billing.put_plan(plan)
         assert fragment in caught.value.detail
     ghost = pro_plan(charges=[PerUnitCharge(
@@ -322,8 +324,8 @@ async def test_billing_routes_answer_problems(billing, tax):
                 {"model": "volume", "code": "c", "description": "C", "item_code": "I",
                  "meter_code": "api_calls", "tiers": [{"unit_price": "1"},
                                                       {"unit_price": "1", "up_to": "5"}]}]})
-        assert backwards_tiers.status_code == 400
-        assert backwards_tiers.json()["code"] == "invalid_request"
+        assert backwards_tiers.status_code == 422
+        assert backwards_tiers.json()["code"] == "business_rule_violation"
         assert "open-ended" in backwards_tiers.json()["detail"]
 
         sum_without_field = await client.put(f"{base}/meters/bytes", json={

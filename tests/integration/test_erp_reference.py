@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
-from canonical.errors import BusinessRuleViolation, InvalidRequest, NotFound
+from canonical.errors import BusinessRuleViolation, NotFound
 from canonical.model import ErpInvoice, ErpInvoiceLine, ErpItem, LegalEntity
 from canonical.persistence import create_engine, session_factory
 from gateway import problems
@@ -151,12 +151,12 @@ async def test_unknown_item_entity_and_unrounded_amounts_are_rejected(erp, db):
     assert caught.value.code == "unknown_legal_entity"
     unrounded = [ErpInvoiceLine(item_code="storage", description="s", amount=D("1.005"),
                                 tax_amount=D("0"))]
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(BusinessRuleViolation) as caught:
         await erp.post_invoice(invoice(lines=unrounded))
     assert caught.value.code == "amount_not_rounded"
     jpy = [ErpInvoiceLine(item_code="storage", description="s", amount=D("10.50"),
                           tax_amount=D("0"))]
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(BusinessRuleViolation):
         await erp.post_invoice(invoice(lines=jpy, currency="JPY"))
     assert await journal_count(db) == 0
     assert await erp.list_documents() == ([], False)

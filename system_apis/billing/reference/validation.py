@@ -1,5 +1,7 @@
-"""What the reference billing engine refuses to store, as ``InvalidRequest`` with a detail
-a finance user can act on.
+"""What the reference billing engine refuses to store, with a detail a finance user can act
+on: ``InvalidRequest`` (400) for what the wire contract states, ``BusinessRuleViolation``
+(422) for rules across fields that no schema states (tier order, unique charge codes, one
+minimum commitment), so that a contract-valid body is never answered 400.
 
 Callers in-process hand over canonical Structs that no schema has checked, so the same
 limits the wire contract states (``MeterSpec``/``PlanSpec``) are enforced here too.
@@ -11,7 +13,7 @@ from decimal import Decimal
 
 import msgspec
 
-from canonical.errors import InvalidRequest
+from canonical.errors import BusinessRuleViolation, InvalidRequest
 from canonical.model import (
     Code,
     GraduatedCharge,
@@ -79,13 +81,16 @@ def _tiers(tiers: list[Tier], where: str) -> None:
         last = i == len(tiers) - 1
         if tier.up_to is None:
             if not last:
-                raise InvalidRequest(f"{at}: only the last tier may be open-ended (up_to null)")
+                raise BusinessRuleViolation(
+                    f"{at}: only the last tier may be open-ended (up_to null)")
             continue
         if last:
-            raise InvalidRequest(f"{where}: the last tier must be open-ended (up_to null)")
+            raise BusinessRuleViolation(
+                f"{where}: the last tier must be open-ended (up_to null)")
         _amount(tier.up_to, f"{at}.up_to", positive=True)
         if tier.up_to <= previous:
-            raise InvalidRequest(f"{at}: up_to must be greater than the previous tier's up_to")
+            raise BusinessRuleViolation(
+                f"{at}: up_to must be greater than the previous tier's up_to")
         previous = tier.up_to
 
 
@@ -103,7 +108,7 @@ def check_plan(plan: PricePlan) -> None:
     for i, charge in enumerate(plan.charges):
         where = f"charges[{i}] ({charge.code})"
         if charge.code in seen:
-            raise InvalidRequest(f"{where}: charge codes must be unique within a plan")
+            raise BusinessRuleViolation(f"{where}: charge codes must be unique within a plan")
         seen.add(charge.code)
         match charge:
             case PerUnitCharge():
@@ -116,7 +121,7 @@ def check_plan(plan: PricePlan) -> None:
             case _:  # flat and minimum
                 _amount(charge.amount, f"{where}.amount")
     if sum(isinstance(c, MinimumCommitment) for c in plan.charges) > 1:
-        raise InvalidRequest("a plan may have at most one minimum commitment")
+        raise BusinessRuleViolation("a plan may have at most one minimum commitment")
     body = to_wire(plan)
     del body["id"], body["code"]
     _conforms(body, PlanSpec, f"plan {plan.code!r}")

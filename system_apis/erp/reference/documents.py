@@ -59,7 +59,8 @@ def check_invoice(invoice: ErpInvoice) -> None:
                 raise InvalidRequest(f"line {n}: amounts must be zero or positive",
                                      code="negative_amount")
             if amount != round_money(amount, invoice.currency):
-                raise InvalidRequest(
+                # A rule across fields (the currency's minor unit): 422, not 400.
+                raise BusinessRuleViolation(
                     f"line {n}: {amount} is not rounded to the {invoice.currency} minor unit",
                     code="amount_not_rounded",
                 )
