@@ -47,12 +47,16 @@ def make_batches(batches: int, size: int, duplicate_share: float = 0.0) -> list[
             resend = duplicate_share and b > 0 and i < size * duplicate_share
             event_id = f"e{(b - 1) * size + i}" if resend else f"e{n}"
             n += 0 if resend else 1
-            events.append({
-                "id": event_id, "source": "bench", "event_type": "api.request",
-                "customer_id": f"cus_{i % 50}",
-                "timestamp": (now - timedelta(seconds=i)).isoformat(),
-                "properties": {"path": "/v1/query", "ms": i % 300},
-            })
+            events.append(
+                {
+                    "id": event_id,
+                    "source": "bench",
+                    "event_type": "api.request",
+                    "customer_id": f"cus_{i % 50}",
+                    "timestamp": (now - timedelta(seconds=i)).isoformat(),
+                    "properties": {"path": "/v1/query", "ms": i % 300},
+                }
+            )
         out.append(msgspec.json.encode(events))
     return out
 
@@ -85,14 +89,21 @@ async def seed_customers(url: str) -> None:
 
     container = build_container(Settings.from_env({}, database_url=url))
     await container.erp.put_legal_entity(
-        LegalEntity(id="le_b", name="Bench", country="DE", currency="EUR"))
+        LegalEntity(id="le_b", name="Bench", country="DE", currency="EUR")
+    )
     await container.billing.put_meter(
-        Meter(id="mtr_b", code="calls", name="Calls", event_type="api.request",
-              aggregation="count"))
+        Meter(id="mtr_b", code="calls", name="Calls", event_type="api.request", aggregation="count")
+    )
     for i in range(50):
         await container.crm.put_customer(
-            Customer(id=f"cus_{i}", name=f"Customer {i}", legal_entity_id="le_b",
-                     billing_country="DE", currency="EUR"))
+            Customer(
+                id=f"cus_{i}",
+                name=f"Customer {i}",
+                legal_entity_id="le_b",
+                billing_country="DE",
+                currency="EUR",
+            )
+        )
     await container.aclose()
 
 
@@ -104,10 +115,20 @@ async def floor(url: str, batches: list[bytes]) -> float:
     started = time.perf_counter()
     for body in batches:
         now = utcnow()
-        rows = [{"source": e.source, "event_id": e.id, "event_type": e.event_type,
-                 "customer_id": e.customer_id, "timestamp": e.timestamp or now,
-                 "properties": e.properties, "received_at": now, "correlation_id": None,
-                 "matched": 0} for e in decoder.decode(body)]
+        rows = [
+            {
+                "source": e.source,
+                "event_id": e.id,
+                "event_type": e.event_type,
+                "customer_id": e.customer_id,
+                "timestamp": e.timestamp or now,
+                "properties": e.properties,
+                "received_at": now,
+                "correlation_id": None,
+                "matched": 0,
+            }
+            for e in decoder.decode(body)
+        ]
         async with sessions.begin() as session:
             stmt = insert_ignore(usage_events, session.bind.dialect.name, ["source", "event_id"])
             await session.execute(stmt.returning(usage_events.c.seq), rows)
@@ -126,9 +147,20 @@ async def through_gateway(url: str, batches: list[bytes], clients: int) -> float
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "METERLINE_LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "gateway.app:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
@@ -144,8 +176,9 @@ async def through_gateway(url: str, batches: list[bytes], clients: int) -> float
             async def worker():
                 while queue:
                     body = queue.pop()
-                    response = await http.post("/process/usage/v1/events", content=body,
-                                               headers=headers)
+                    response = await http.post(
+                        "/process/usage/v1/events", content=body, headers=headers
+                    )
                     response.raise_for_status()
 
             started = time.perf_counter()
@@ -170,7 +203,9 @@ async def measure(label: str, postgres: bool, args, duplicate_share: float) -> N
         if drop:
             await drop()
     floor_rate, gateway_rate = events / floor_s, events / gateway_s
-    print(f"{label:<28} {gateway_rate:>12,.0f} {floor_rate:>12,.0f} {gateway_rate / floor_rate:>7.2f}")
+    print(
+        f"{label:<28} {gateway_rate:>12,.0f} {floor_rate:>12,.0f} {gateway_rate / floor_rate:>7.2f}"
+    )
 
 
 async def main() -> None:

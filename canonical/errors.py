@@ -1,20 +1,20 @@
 """The error tree every layer raises; the gateway alone turns it into HTTP problems.
 
-    MeterlineError                    base: a stable ``code`` and a human ``detail``
-    ├── NotFound                      the resource does not exist (or is not yours)
-    ├── InvalidRequest                input that cannot be processed as given
-    │   ├── IdempotencyKeyRequired    a required Idempotency-Key header is missing
-    │   ├── IdempotencyKeyReused      same key, different request fingerprint
-    │   ├── PayloadTooLarge           more events or bytes than the stated limits
-    │   └── UnsupportedMediaType      a body in a format the endpoint does not take
-    ├── Conflict                      the request clashes with current state
-    │   ├── IdempotencyInFlight       the first request with this key is still running
-    │   └── InvalidTransition         a document cannot move to the requested state
-    ├── BusinessRuleViolation         valid input a finance rule refuses (closed period, ...)
-    └── UpstreamError                 a wrapped system failed; ``transient`` says if a retry may help
-        ├── SystemUnavailable         503 / maintenance / timeout
-        ├── SystemThrottled           the system's own quota (``retry_after`` seconds)
-        └── AmbiguousCommit           the call may have committed but the answer was lost
+MeterlineError                    base: a stable ``code`` and a human ``detail``
+├── NotFound                      the resource does not exist (or is not yours)
+├── InvalidRequest                input that cannot be processed as given
+│   ├── IdempotencyKeyRequired    a required Idempotency-Key header is missing
+│   ├── IdempotencyKeyReused      same key, different request fingerprint
+│   ├── PayloadTooLarge           more events or bytes than the stated limits
+│   └── UnsupportedMediaType      a body in a format the endpoint does not take
+├── Conflict                      the request clashes with current state
+│   ├── IdempotencyInFlight       the first request with this key is still running
+│   └── InvalidTransition         a document cannot move to the requested state
+├── BusinessRuleViolation         valid input a finance rule refuses (closed period, ...)
+└── UpstreamError                 a wrapped system failed; ``transient`` says if a retry may help
+    ├── SystemUnavailable         503 / maintenance / timeout
+    ├── SystemThrottled           the system's own quota (``retry_after`` seconds)
+    └── AmbiguousCommit           the call may have committed but the answer was lost
 """
 
 from __future__ import annotations

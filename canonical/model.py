@@ -159,7 +159,9 @@ class MinimumCommitment(_ChargeBase, tag="minimum"):
     amount: NonNegative
 
 
-Charge = PerUnitCharge | GraduatedCharge | VolumeCharge | PackageCharge | FlatCharge | MinimumCommitment
+Charge = (
+    PerUnitCharge | GraduatedCharge | VolumeCharge | PackageCharge | FlatCharge | MinimumCommitment
+)
 
 
 class PricePlan(Base):

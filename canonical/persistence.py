@@ -81,8 +81,6 @@ class JSONDoc(TypeDecorator):
         return None if value is None else msgspec.json.decode(value)
 
 
-
-
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URLs."""
     if url.startswith("sqlite"):

@@ -76,8 +76,10 @@ def worker(interval: float, once: bool) -> None:
             while True:
                 result = await container.posting.post_pending()
                 if result.posted or result.failed or result.pending:
-                    click.echo(f"outbox: posted={result.posted} failed={result.failed} "
-                               f"pending={result.pending}")
+                    click.echo(
+                        f"outbox: posted={result.posted} failed={result.failed} "
+                        f"pending={result.pending}"
+                    )
                 if once:
                     return
                 await asyncio.sleep(interval)

@@ -96,29 +96,48 @@ _CORRELATION_REF = {"$ref": f"#/components/headers/{CORRELATION_HEADER}"}
 
 # The problem response (a component under components/responses) of each status.
 _PROBLEMS: dict[str, tuple[str, str]] = {
-    "400": ("BadRequest", "The request does not match the contract (`validation_failed`, "
-            "`malformed_body`, `invalid_events`) or a system refuses it (`invalid_request`)."),
+    "400": (
+        "BadRequest",
+        "The request does not match the contract (`validation_failed`, "
+        "`malformed_body`, `invalid_events`) or a system refuses it (`invalid_request`).",
+    ),
     "401": ("Unauthorized", "Authentication is missing or invalid (`unauthorized`)."),
     "403": ("Forbidden", "The client may not do this (`forbidden`)."),
-    "404": ("NotFound", "No such resource, or not yours (`not_found` or a more specific "
-            "code)."),
+    "404": ("NotFound", "No such resource, or not yours (`not_found` or a more specific code)."),
     "406": ("NotAcceptable", "No acceptable representation (`not_acceptable`)."),
-    "409": ("Conflict", "The request clashes with the current state (`conflict`, "
-            "`idempotency_in_flight`: retry later, `invalid_transition`)."),
-    "413": ("PayloadTooLarge", "More bytes or events than the stated limits "
-            "(`payload_too_large`)."),
-    "415": ("UnsupportedMediaType", "A body in a format the operation does not take "
-            "(`unsupported_media_type`)."),
-    "422": ("Unprocessable", "Valid input a business rule refuses "
-            "(`business_rule_violation` or a more specific code), or an Idempotency-Key "
-            "first used with a different request (`idempotency_key_reused`)."),
+    "409": (
+        "Conflict",
+        "The request clashes with the current state (`conflict`, "
+        "`idempotency_in_flight`: retry later, `invalid_transition`).",
+    ),
+    "413": (
+        "PayloadTooLarge",
+        "More bytes or events than the stated limits (`payload_too_large`).",
+    ),
+    "415": (
+        "UnsupportedMediaType",
+        "A body in a format the operation does not take (`unsupported_media_type`).",
+    ),
+    "422": (
+        "Unprocessable",
+        "Valid input a business rule refuses "
+        "(`business_rule_violation` or a more specific code), or an Idempotency-Key "
+        "first used with a different request (`idempotency_key_reused`).",
+    ),
     "429": ("TooManyRequests", "Too many requests (`rate_limited`); see `Retry-After`."),
-    "500": ("InternalError", "Unexpected error (`internal_error`); quote the correlation ID "
-            "to support."),
-    "502": ("BadGateway", "A wrapped system failed (`upstream_error`, `system_unavailable`, "
-            "`ambiguous_commit`)."),
-    "503": ("ServiceUnavailable", "A wrapped system's quota is spent (`system_throttled`, "
-            "see `Retry-After`) or a dependency does not answer (`not_ready`)."),
+    "500": (
+        "InternalError",
+        "Unexpected error (`internal_error`); quote the correlation ID to support.",
+    ),
+    "502": (
+        "BadGateway",
+        "A wrapped system failed (`upstream_error`, `system_unavailable`, `ambiguous_commit`).",
+    ),
+    "503": (
+        "ServiceUnavailable",
+        "A wrapped system's quota is spent (`system_throttled`, "
+        "see `Retry-After`) or a dependency does not answer (`not_ready`).",
+    ),
 }
 _IDEMPOTENT_BAD_REQUEST = (
     "BadRequestIdempotent",
@@ -132,21 +151,27 @@ _PROBLEM_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "An RFC 9457 problem: every non-2xx answer of the gateway.",
         "properties": {
-            "type": {"type": "string", "format": "uri",
-                     "description": "https://meterline.dev/problems/<code>"},
+            "type": {
+                "type": "string",
+                "format": "uri",
+                "description": "https://meterline.dev/problems/<code>",
+            },
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},
             "instance": {"type": "string", "description": "The request path."},
             "code": {"type": "string", "description": "Stable error code (docs/problems.md)."},
-            "correlation_id": {"type": "string",
-                               "description": "Equals the X-Correlation-ID header."},
-            "invalid_params": {"type": "array",
-                               "items": {"$ref": "#/components/schemas/InvalidParam"}},
+            "correlation_id": {
+                "type": "string",
+                "description": "Equals the X-Correlation-ID header.",
+            },
+            "invalid_params": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/InvalidParam"},
+            },
             "retry_after": {"type": "number", "minimum": 0},
         },
-        "required": ["type", "title", "status", "detail", "instance", "code",
-                     "correlation_id"],
+        "required": ["type", "title", "status", "detail", "instance", "code", "correlation_id"],
     },
     "InvalidParam": {
         "type": "object",
@@ -158,8 +183,8 @@ _PROBLEM_SCHEMAS: dict[str, Any] = {
 _HEADERS: dict[str, Any] = {
     CORRELATION_HEADER: {
         "description": "The request's correlation ID: the caller's `X-Correlation-ID` "
-                       "(1-128 of `[A-Za-z0-9._:-]`), else the trace ID of a W3C "
-                       "`traceparent`, else a fresh UUIDv7.",
+        "(1-128 of `[A-Za-z0-9._:-]`), else the trace ID of a W3C "
+        "`traceparent`, else a fresh UUIDv7.",
         "required": True,
         "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"},
     },
@@ -170,7 +195,7 @@ _HEADERS: dict[str, Any] = {
     },
     "Idempotent-Replayed": {
         "description": "`true` when this is the stored response of an earlier request "
-                       "with the same Idempotency-Key.",
+        "with the same Idempotency-Key.",
         "required": False,
         "schema": {"type": "string", "enum": ["true"]},
     },
@@ -217,11 +242,12 @@ def _msgspec_schemas(litestar_schemas: dict[str, Any]) -> dict[str, Any]:
     for name in sorted(litestar_schemas):
         candidates = set(structs.get(name, []))
         if len(candidates) > 1:
-            raise ValueError(f"component {name!r}: several Structs of that name "
-                             f"({sorted(c.__module__ for c in candidates)}); rename one")
+            raise ValueError(
+                f"component {name!r}: several Structs of that name "
+                f"({sorted(c.__module__ for c in candidates)}); rename one"
+            )
         types.extend(candidates)
-    _, generated = msgspec.json.schema_components(
-        types, ref_template="#/components/schemas/{name}")
+    _, generated = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     replaced = {t.__name__ for t in types}
     schemas = dict(litestar_schemas)
     for name, schema in generated.items():
@@ -278,8 +304,12 @@ def _used_components(paths: dict[str, Any], components: dict[str, dict[str, Any]
 def _clean_descriptions(node: Any) -> Any:
     """Docstring-derived descriptions without their source indentation."""
     if isinstance(node, dict):
-        return {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str)
-                else _clean_descriptions(v) for k, v in node.items()}
+        return {
+            k: inspect.cleandoc(v)
+            if k == "description" and isinstance(v, str)
+            else _clean_descriptions(v)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_clean_descriptions(v) for v in node]
     return node
@@ -310,8 +340,11 @@ def _problem_response(name: str, description: str, status: str) -> dict[str, Any
     headers: dict[str, Any] = {CORRELATION_HEADER: dict(_CORRELATION_REF)}
     if status in _RETRY_AFTER_STATUSES:
         headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
-    return {"description": description, "headers": headers,
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}}}
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}},
+    }
 
 
 def _problem_statuses(api: str, path: str, method: str, operation: dict[str, Any]) -> set[str]:
@@ -352,7 +385,8 @@ def _fix_operation(api: str, path: str, method: str, operation: dict[str, Any]) 
             headers[CORRELATION_HEADER] = dict(_CORRELATION_REF)
             if idempotent:
                 headers["Idempotent-Replayed"] = {
-                    "$ref": "#/components/headers/Idempotent-Replayed"}
+                    "$ref": "#/components/headers/Idempotent-Replayed"
+                }
             response["headers"] = headers
     for status in statuses:
         name = _PROBLEMS.get(status, (None,))[0]
@@ -365,8 +399,10 @@ def _fix_operation(api: str, path: str, method: str, operation: dict[str, Any]) 
 
 
 def _problem_components() -> dict[str, Any]:
-    responses = {name: _problem_response(name, description, status)
-                 for status, (name, description) in _PROBLEMS.items()}
+    responses = {
+        name: _problem_response(name, description, status)
+        for status, (name, description) in _PROBLEMS.items()
+    }
     name, description = _IDEMPOTENT_BAD_REQUEST
     responses[name] = _problem_response(name, description, "400")
     return responses
@@ -377,8 +413,11 @@ def build_contracts(app: Litestar) -> dict[str, dict[str, Any]]:
     full = _plain(app.openapi_schema.to_schema())
     version = full["info"]["version"]
     routers = _api_routers()
-    prefixes = sorted(((name, router.path) for name, router in routers),
-                      key=lambda item: len(item[1]), reverse=True)
+    prefixes = sorted(
+        ((name, router.path) for name, router in routers),
+        key=lambda item: len(item[1]),
+        reverse=True,
+    )
 
     paths_by_api: dict[str, dict[str, Any]] = {name: {} for name, _ in routers}
     for path, item in full.get("paths", {}).items():
@@ -389,8 +428,11 @@ def build_contracts(app: Litestar) -> dict[str, dict[str, Any]]:
 
     components: dict[str, dict[str, Any]] = copy.deepcopy(full.get("components", {}))
     components["schemas"] = _msgspec_schemas(components.get("schemas", {}))
-    for kind, extra in (("schemas", _PROBLEM_SCHEMAS), ("headers", _HEADERS),
-                        ("responses", _problem_components())):
+    for kind, extra in (
+        ("schemas", _PROBLEM_SCHEMAS),
+        ("headers", _HEADERS),
+        ("responses", _problem_components()),
+    ):
         for name, value in extra.items():
             if name in components.get(kind, {}) and kind == "schemas":
                 raise ValueError(f"component schema {name!r} clashes with the problem schema")
@@ -410,12 +452,21 @@ def build_contracts(app: Litestar) -> dict[str, dict[str, Any]]:
             kind: {n: components[kind][n] for n in sorted(components[kind]) if (kind, n) in used}
             for kind in sorted(components)
         }
-        tags = sorted({t for item in paths.values() for m in HTTP_METHODS
-                       for t in item.get(m, {}).get("tags", [])})
+        tags = sorted(
+            {
+                t
+                for item in paths.values()
+                for m in HTTP_METHODS
+                for t in item.get(m, {}).get("tags", [])
+            }
+        )
         document: dict[str, Any] = {
             "openapi": full["openapi"],
-            "info": {"title": f"Meterline {name} API", "version": version,
-                     "description": _DESCRIPTION},
+            "info": {
+                "title": f"Meterline {name} API",
+                "version": version,
+                "description": _DESCRIPTION,
+            },
             "servers": full.get("servers", [{"url": "/"}]),
             "tags": [{"name": t} for t in tags],
             "paths": paths,
@@ -483,8 +534,9 @@ def drifted(app: Litestar | None = None, directory: Path = CONTRACTS_DIR) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.contracts", description=__doc__
-                                     .splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.contracts", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("command", choices=["write", "check"])
     args = parser.parse_args(argv)
     if args.command == "write":

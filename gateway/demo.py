@@ -33,8 +33,9 @@ __all__ = ["seed"]
 D = Decimal
 
 LEGAL_ENTITIES = [
-    LegalEntity(id="le_de", name="Meterline Europe GmbH", country="DE", currency="EUR",
-                vat_id="DE136695976"),
+    LegalEntity(
+        id="le_de", name="Meterline Europe GmbH", country="DE", currency="EUR", vat_id="DE136695976"
+    ),
     LegalEntity(id="le_us", name="Meterline Inc.", country="US", currency="USD", us_state="CA"),
 ]
 
@@ -48,76 +49,180 @@ ITEMS = [
 ]
 
 METERS = [
-    Meter(id="mtr_api_calls", code="api_calls", name="API calls", event_type="api.request",
-          aggregation="count", unit="call"),
-    Meter(id="mtr_tokens", code="tokens", name="Model tokens", event_type="llm.tokens",
-          aggregation="sum", field="tokens", unit="token"),
-    Meter(id="mtr_storage", code="storage_gb", name="Peak storage", event_type="storage.snapshot",
-          aggregation="max", field="gb", unit="GB"),
-    Meter(id="mtr_users", code="active_users", name="Active users", event_type="user.active",
-          aggregation="unique_count", field="user_id", unit="user"),
+    Meter(
+        id="mtr_api_calls",
+        code="api_calls",
+        name="API calls",
+        event_type="api.request",
+        aggregation="count",
+        unit="call",
+    ),
+    Meter(
+        id="mtr_tokens",
+        code="tokens",
+        name="Model tokens",
+        event_type="llm.tokens",
+        aggregation="sum",
+        field="tokens",
+        unit="token",
+    ),
+    Meter(
+        id="mtr_storage",
+        code="storage_gb",
+        name="Peak storage",
+        event_type="storage.snapshot",
+        aggregation="max",
+        field="gb",
+        unit="GB",
+    ),
+    Meter(
+        id="mtr_users",
+        code="active_users",
+        name="Active users",
+        event_type="user.active",
+        aggregation="unique_count",
+        field="user_id",
+        unit="user",
+    ),
 ]
 
 PLANS = [
     PricePlan(
-        id="plan_starter_eur", code="starter-eur", name="Starter (EUR)", currency="EUR",
+        id="plan_starter_eur",
+        code="starter-eur",
+        name="Starter (EUR)",
+        currency="EUR",
         charges=[
-            FlatCharge(code="platform", description="Platform fee", item_code="platform",
-                       amount=D("49.00")),
-            PerUnitCharge(code="api", description="API calls", item_code="api-calls",
-                          meter_code="api_calls", unit_price=D("0.002")),
-            PackageCharge(code="tokens", description="Model tokens (per 1,000)",
-                          item_code="tokens", meter_code="tokens", package_size=D(1000),
-                          package_price=D("0.50")),
+            FlatCharge(
+                code="platform", description="Platform fee", item_code="platform", amount=D("49.00")
+            ),
+            PerUnitCharge(
+                code="api",
+                description="API calls",
+                item_code="api-calls",
+                meter_code="api_calls",
+                unit_price=D("0.002"),
+            ),
+            PackageCharge(
+                code="tokens",
+                description="Model tokens (per 1,000)",
+                item_code="tokens",
+                meter_code="tokens",
+                package_size=D(1000),
+                package_price=D("0.50"),
+            ),
         ],
     ),
     PricePlan(
-        id="plan_scale_usd", code="scale-usd", name="Scale (USD)", currency="USD",
+        id="plan_scale_usd",
+        code="scale-usd",
+        name="Scale (USD)",
+        currency="USD",
         charges=[
-            FlatCharge(code="platform", description="Platform fee", item_code="platform",
-                       amount=D("500.00")),
+            FlatCharge(
+                code="platform",
+                description="Platform fee",
+                item_code="platform",
+                amount=D("500.00"),
+            ),
             GraduatedCharge(
-                code="api", description="API calls", item_code="api-calls",
+                code="api",
+                description="API calls",
+                item_code="api-calls",
                 meter_code="api_calls",
-                tiers=[Tier(up_to=D(1000), unit_price=D("0.01")),
-                       Tier(up_to=D(10000), unit_price=D("0.008"), flat_fee=D(5)),
-                       Tier(unit_price=D("0.005"))],
+                tiers=[
+                    Tier(up_to=D(1000), unit_price=D("0.01")),
+                    Tier(up_to=D(10000), unit_price=D("0.008"), flat_fee=D(5)),
+                    Tier(unit_price=D("0.005")),
+                ],
             ),
             VolumeCharge(
-                code="storage", description="Peak storage", item_code="storage",
+                code="storage",
+                description="Peak storage",
+                item_code="storage",
                 meter_code="storage_gb",
-                tiers=[Tier(up_to=D(100), unit_price=D("0.25")),
-                       Tier(up_to=D(1000), unit_price=D("0.20")),
-                       Tier(unit_price=D("0.15"))],
+                tiers=[
+                    Tier(up_to=D(100), unit_price=D("0.25")),
+                    Tier(up_to=D(1000), unit_price=D("0.20")),
+                    Tier(unit_price=D("0.15")),
+                ],
             ),
-            PerUnitCharge(code="seats", description="Active users", item_code="seats",
-                          meter_code="active_users", unit_price=D("4.00")),
-            MinimumCommitment(code="minimum", description="Monthly minimum commitment",
-                              item_code="commitment", amount=D("1000.00")),
+            PerUnitCharge(
+                code="seats",
+                description="Active users",
+                item_code="seats",
+                meter_code="active_users",
+                unit_price=D("4.00"),
+            ),
+            MinimumCommitment(
+                code="minimum",
+                description="Monthly minimum commitment",
+                item_code="commitment",
+                amount=D("1000.00"),
+            ),
         ],
     ),
 ]
 
 CUSTOMERS = [
-    Customer(id="cus_acme", name="Acme Analytics GmbH", legal_entity_id="le_de",
-             billing_country="DE", currency="EUR"),
-    Customer(id="cus_bistro", name="Bistro Numérique SAS", legal_entity_id="le_de",
-             billing_country="FR", currency="EUR", tax_id="FR40303265045"),
-    Customer(id="cus_school", name="Volkshochschule Nord", legal_entity_id="le_de",
-             billing_country="DE", currency="EUR", tax_status="exempt"),
-    Customer(id="cus_globex", name="Globex Corporation", legal_entity_id="le_us",
-             billing_country="US", currency="USD", us_state="NY"),
+    Customer(
+        id="cus_acme",
+        name="Acme Analytics GmbH",
+        legal_entity_id="le_de",
+        billing_country="DE",
+        currency="EUR",
+    ),
+    Customer(
+        id="cus_bistro",
+        name="Bistro Numérique SAS",
+        legal_entity_id="le_de",
+        billing_country="FR",
+        currency="EUR",
+        tax_id="FR40303265045",
+    ),
+    Customer(
+        id="cus_school",
+        name="Volkshochschule Nord",
+        legal_entity_id="le_de",
+        billing_country="DE",
+        currency="EUR",
+        tax_status="exempt",
+    ),
+    Customer(
+        id="cus_globex",
+        name="Globex Corporation",
+        legal_entity_id="le_us",
+        billing_country="US",
+        currency="USD",
+        us_state="NY",
+    ),
 ]
 
 SUBSCRIPTIONS = [
-    Subscription(id="sub_acme", customer_id="cus_acme", plan_id="plan_starter_eur",
-                 start_date=date(2026, 1, 1)),
-    Subscription(id="sub_bistro", customer_id="cus_bistro", plan_id="plan_starter_eur",
-                 start_date=date(2026, 1, 1)),
-    Subscription(id="sub_school", customer_id="cus_school", plan_id="plan_starter_eur",
-                 start_date=date(2026, 1, 1)),
-    Subscription(id="sub_globex", customer_id="cus_globex", plan_id="plan_scale_usd",
-                 start_date=date(2026, 1, 1)),
+    Subscription(
+        id="sub_acme",
+        customer_id="cus_acme",
+        plan_id="plan_starter_eur",
+        start_date=date(2026, 1, 1),
+    ),
+    Subscription(
+        id="sub_bistro",
+        customer_id="cus_bistro",
+        plan_id="plan_starter_eur",
+        start_date=date(2026, 1, 1),
+    ),
+    Subscription(
+        id="sub_school",
+        customer_id="cus_school",
+        plan_id="plan_starter_eur",
+        start_date=date(2026, 1, 1),
+    ),
+    Subscription(
+        id="sub_globex",
+        customer_id="cus_globex",
+        plan_id="plan_scale_usd",
+        start_date=date(2026, 1, 1),
+    ),
 ]
 
 
@@ -130,17 +235,25 @@ def demo_events(today: date, per_customer: int = 200) -> list[IngestEvent]:
     for customer in CUSTOMERS:
         for n in range(per_customer):
             moment = period.start + timedelta(seconds=rng.randrange(span))
-            kind = rng.choice(["api.request", "api.request", "llm.tokens", "storage.snapshot",
-                               "user.active"])
+            kind = rng.choice(
+                ["api.request", "api.request", "llm.tokens", "storage.snapshot", "user.active"]
+            )
             props = {
                 "api.request": {"path": "/v1/query"},
                 "llm.tokens": {"tokens": rng.randrange(100, 5000)},
                 "storage.snapshot": {"gb": round(rng.uniform(1, 400), 2)},
                 "user.active": {"user_id": f"u{rng.randrange(25)}"},
             }[kind]
-            events.append(IngestEvent(id=f"demo-{customer.id}-{n}", source="demo.seed",
-                                      event_type=kind, customer_id=customer.id,
-                                      timestamp=moment, properties=props))
+            events.append(
+                IngestEvent(
+                    id=f"demo-{customer.id}-{n}",
+                    source="demo.seed",
+                    event_type=kind,
+                    customer_id=customer.id,
+                    timestamp=moment,
+                    properties=props,
+                )
+            )
     return events
 
 
@@ -158,5 +271,8 @@ async def seed(container: Container) -> dict[str, int]:
     for subscription in SUBSCRIPTIONS:
         await container.crm.put_subscription(subscription)
     result = await container.usage.ingest(demo_events(utcnow().date()))
-    return {"customers": len(CUSTOMERS), "events_accepted": result.accepted,
-            "events_duplicate": result.duplicates}
+    return {
+        "customers": len(CUSTOMERS),
+        "events_accepted": result.accepted,
+        "events_duplicate": result.duplicates,
+    }

@@ -133,7 +133,12 @@ def _http(request: Request, exc: HTTPException) -> Response:
     detail = exc.detail if exc.detail and exc.detail != title else title
     headers = dict(exc.headers or {})
     return problem_response(
-        request, status, code, title, str(detail), headers=headers or None,
+        request,
+        status,
+        code,
+        title,
+        str(detail),
+        headers=headers or None,
         invalid_params=_invalid_params(exc.extra),
     )
 
@@ -141,7 +146,10 @@ def _http(request: Request, exc: HTTPException) -> Response:
 def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
-        request, 500, "internal_error", "Internal error",
+        request,
+        500,
+        "internal_error",
+        "Internal error",
         "The request could not be completed; quote the correlation ID to support.",
     )
 

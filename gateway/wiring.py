@@ -51,8 +51,18 @@ class Container(msgspec.Struct, kw_only=True):
     def dependencies(self) -> dict[str, Provide]:
         """Every service a route may ask for, by parameter name."""
         names = (
-            "sessions", "crm", "billing", "tax", "erp", "usage", "idempotency", "exceptions",
-            "invoices", "posting", "billing_runs", "portal",
+            "sessions",
+            "crm",
+            "billing",
+            "tax",
+            "erp",
+            "usage",
+            "idempotency",
+            "exceptions",
+            "invoices",
+            "posting",
+            "billing_runs",
+            "portal",
         )
         provided = {name: _constant(getattr(self, name)) for name in names}
         provided["max_batch_events"] = _constant(self.settings.max_batch_events)

@@ -93,7 +93,11 @@ invoices = Table(
     Column("posted_at", UTCDateTime),
     # One invoice per subscription, period, legal entity and currency: re-runs add nothing.
     UniqueConstraint(
-        "subscription_id", "period_start", "legal_entity_id", "currency", "kind",
+        "subscription_id",
+        "period_start",
+        "legal_entity_id",
+        "currency",
+        "kind",
         name="uq_invoices_subscription_period",
     ),
 )

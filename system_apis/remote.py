@@ -54,8 +54,9 @@ class RemoteSystem:
             )
         except httpx.TimeoutException as exc:
             if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
-                raise errors.AmbiguousCommit(f"{self.name}: {method} {path} timed out",
-                                             system=self.name) from exc
+                raise errors.AmbiguousCommit(
+                    f"{self.name}: {method} {path} timed out", system=self.name
+                ) from exc
             raise errors.SystemUnavailable(f"{self.name}: timed out", system=self.name) from exc
         except httpx.TransportError as exc:
             raise errors.SystemUnavailable(f"{self.name}: {exc}", system=self.name) from exc

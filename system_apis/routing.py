@@ -10,9 +10,7 @@ from litestar.params import Parameter
 
 __all__ = ["Limit", "StartingAfter", "one_of"]
 
-Limit = Annotated[
-    int, Parameter(ge=1, le=100, description="Page size (1-100).", required=False)
-]
+Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size (1-100).", required=False)]
 StartingAfter = Annotated[
     str | None,
     Parameter(

@@ -8,8 +8,14 @@ from typing import Literal
 
 from canonical.model import Base, Customer, Invoice, Page
 
-__all__ = ["PortalInvoice", "PortalInvoiceList", "PortalInvoiceSummary", "PortalLine",
-           "detail", "summary"]
+__all__ = [
+    "PortalInvoice",
+    "PortalInvoiceList",
+    "PortalInvoiceSummary",
+    "PortalLine",
+    "detail",
+    "summary",
+]
 
 
 class PortalInvoiceSummary(Base):

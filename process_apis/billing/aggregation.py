@@ -81,8 +81,15 @@ def _quantity(meter: Meter, rows) -> Decimal:
         return Decimal(len(rows))
     field = meter.field or ""
     if meter.aggregation == "unique_count":
-        return Decimal(len({msgspec.json.encode(r.properties.get(field)) for r in rows
-                            if field in r.properties}))
+        return Decimal(
+            len(
+                {
+                    msgspec.json.encode(r.properties.get(field))
+                    for r in rows
+                    if field in r.properties
+                }
+            )
+        )
     values = [(r.timestamp, n) for r in rows if (n := _number(r.properties.get(field))) is not None]
     if not values:
         return ZERO

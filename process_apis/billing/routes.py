@@ -49,8 +49,7 @@ async def create_run(
     async def produce():
         return 201, await billing_runs.run(period, data.customer_ids)
 
-    return await respond_idempotently(request, idempotency, idempotency_key, produce,
-                                      required=True)
+    return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
 
 
 @get("/runs", summary="List billing runs")
@@ -76,8 +75,11 @@ async def list_invoices(
     starting_after: StartingAfter = None,
 ) -> InvoiceList:
     page, has_more = await invoices.list(
-        customer_id=customer_id, run_id=run_id, status=status,
-        limit=limit, starting_after=starting_after,
+        customer_id=customer_id,
+        run_id=run_id,
+        status=status,
+        limit=limit,
+        starting_after=starting_after,
     )
     return InvoiceList(data=page, has_more=has_more)
 

@@ -16,9 +16,6 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from system_apis.billing.port import BillingPort, RatingRequest
-from system_apis.erp.port import ErpPort
-from system_apis.tax.port import TaxableLine, TaxPort, TaxRequest
 
 from canonical import correlation, errors
 from canonical.ids import new_id
@@ -31,7 +28,10 @@ from process_apis.exceptions.service import raise_exception
 from process_apis.invoices.store import next_invoice_number, write_invoice
 from process_apis.posting.service import PostingService
 from process_apis.tables import billing_runs, invoices
+from system_apis.billing.port import BillingPort, RatingRequest
 from system_apis.crm.port import CrmPort
+from system_apis.erp.port import ErpPort
+from system_apis.tax.port import TaxableLine, TaxPort, TaxRequest
 
 __all__ = ["BillingRun", "BillingRunService", "RunCounts"]
 
@@ -59,9 +59,14 @@ class BillingRun(Base):
 
 def _run(row) -> BillingRun:
     return BillingRun(
-        id=row.id, period=row.period, status=row.status, customer_ids=row.customer_ids,
-        counts=msgspec.convert(row.counts, RunCounts), correlation_id=row.correlation_id,
-        created_at=row.created_at, completed_at=row.completed_at,
+        id=row.id,
+        period=row.period,
+        status=row.status,
+        customer_ids=row.customer_ids,
+        counts=msgspec.convert(row.counts, RunCounts),
+        correlation_id=row.correlation_id,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
     )
 
 
@@ -106,8 +111,13 @@ class BillingRunService:
         async with self._sessions.begin() as session:
             await session.execute(
                 billing_runs.insert().values(
-                    id=run_id, period=str(period), status="running", customer_ids=customer_ids,
-                    counts=counts, correlation_id=correlation.current(), created_at=now,
+                    id=run_id,
+                    period=str(period),
+                    status="running",
+                    customer_ids=customer_ids,
+                    counts=counts,
+                    correlation_id=correlation.current(),
+                    created_at=now,
                 )
             )
         subscriptions = await self._crm.subscriptions_active_between(
@@ -118,8 +128,12 @@ class BillingRunService:
             counts.subscriptions += 1
             try:
                 created = await self._invoice_subscription(run_id, subscription, period, meters)
-            except (errors.UpstreamError, errors.BusinessRuleViolation, errors.NotFound,
-                    errors.InvalidRequest) as exc:
+            except (
+                errors.UpstreamError,
+                errors.BusinessRuleViolation,
+                errors.NotFound,
+                errors.InvalidRequest,
+            ) as exc:
                 counts.failed += 1
                 await self._hold(subscription, period, exc)
                 continue
@@ -139,19 +153,28 @@ class BillingRunService:
         log.warning("billing of %s for %s held: %s", subscription.id, period, exc.detail)
         async with self._sessions.begin() as session:
             await raise_exception(
-                session, "billing_failed", f"{subscription.id}:{period}", exc.detail,
-                {"subscription_id": subscription.id, "customer_id": subscription.customer_id,
-                 "period": str(period), "error_code": exc.code},
+                session,
+                "billing_failed",
+                f"{subscription.id}:{period}",
+                exc.detail,
+                {
+                    "subscription_id": subscription.id,
+                    "customer_id": subscription.customer_id,
+                    "period": str(period),
+                    "error_code": exc.code,
+                },
             )
 
     async def _already_billed(self, subscription_id: str, period: Period) -> bool:
         async with self._sessions() as session:
             found = await session.execute(
-                sa.select(invoices.c.id).where(
+                sa.select(invoices.c.id)
+                .where(
                     invoices.c.subscription_id == subscription_id,
                     invoices.c.period_start == period.first_day,
                     invoices.c.kind == "invoice",
-                ).limit(1)
+                )
+                .limit(1)
             )
             return found.first() is not None
 
@@ -165,13 +188,17 @@ class BillingRunService:
         for segment in segments(subscription, period):
             plan = await self._billing.get_plan(segment.plan_id)
             plan_meters = [
-                meters[c.meter_code] for c in plan.charges
+                meters[c.meter_code]
+                for c in plan.charges
                 if getattr(c, "meter_code", None) in meters
             ]
             async with self._sessions() as session:
                 quantities = await aggregate(
-                    session, customer.id, plan_meters,
-                    _midnight(segment.start), _midnight(segment.end),
+                    session,
+                    customer.id,
+                    plan_meters,
+                    _midnight(segment.start),
+                    _midnight(segment.end),
                 )
             charges = await self._billing.rate(
                 RatingRequest(
@@ -211,9 +238,16 @@ class BillingRunService:
             )
             lines = [
                 InvoiceLine(
-                    id=new_id("il"), charge_code=c.charge_code, kind=c.kind,
-                    description=c.description, item_code=c.item_code, meter_code=c.meter_code,
-                    quantity=c.quantity, unit_price=c.unit_price, amount=c.amount, tax=tax,
+                    id=new_id("il"),
+                    charge_code=c.charge_code,
+                    kind=c.kind,
+                    description=c.description,
+                    item_code=c.item_code,
+                    meter_code=c.meter_code,
+                    quantity=c.quantity,
+                    unit_price=c.unit_price,
+                    amount=c.amount,
+                    tax=tax,
                     event_count=q.event_count if q and c.kind == "usage" else 0,
                 )
                 for (c, q), tax in zip(group, taxes, strict=True)
@@ -225,12 +259,20 @@ class BillingRunService:
                     invoice = Invoice(
                         id=new_id("inv"),
                         number=await next_invoice_number(session, entity.id, period.year),
-                        customer_id=customer.id, subscription_id=subscription.id,
-                        legal_entity_id=entity.id, currency=currency,
-                        period_start=period.first_day, period_end=period.end.date(),
-                        status="finalized", lines=lines, subtotal=subtotal, tax_total=tax_total,
-                        total=subtotal + tax_total, run_id=run_id,
-                        correlation_id=correlation.current(), erp_document_id=None,
+                        customer_id=customer.id,
+                        subscription_id=subscription.id,
+                        legal_entity_id=entity.id,
+                        currency=currency,
+                        period_start=period.first_day,
+                        period_end=period.end.date(),
+                        status="finalized",
+                        lines=lines,
+                        subtotal=subtotal,
+                        tax_total=tax_total,
+                        total=subtotal + tax_total,
+                        run_id=run_id,
+                        correlation_id=correlation.current(),
+                        erp_document_id=None,
                         created_at=utcnow(),
                     )
                     await write_invoice(
@@ -244,5 +286,3 @@ class BillingRunService:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
-
-

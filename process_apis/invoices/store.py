@@ -22,8 +22,9 @@ async def next_invoice_number(session: AsyncSession, legal_entity_id: str, year:
 
     The UPDATE takes the row lock, so concurrent runs never share a number."""
     await session.execute(
-        insert_ignore(invoice_numbers, session.bind.dialect.name, ["legal_entity_id", "year"])
-        .values(legal_entity_id=legal_entity_id, year=year, last_number=0)
+        insert_ignore(
+            invoice_numbers, session.bind.dialect.name, ["legal_entity_id", "year"]
+        ).values(legal_entity_id=legal_entity_id, year=year, last_number=0)
     )
     number = (
         await session.execute(
@@ -40,20 +41,33 @@ async def next_invoice_number(session: AsyncSession, legal_entity_id: str, year:
     return f"INV-{entity}-{year}-{number:06d}"
 
 
-async def write_invoice(session: AsyncSession, invoice: Invoice, line_event_types: list[str | None]) -> None:
+async def write_invoice(
+    session: AsyncSession, invoice: Invoice, line_event_types: list[str | None]
+) -> None:
     """Insert the document, its lines and a pending ERP posting (the outbox row)."""
     values = {
         f: getattr(invoice, f)
         for f in (
-            "id", "number", "customer_id", "subscription_id", "legal_entity_id", "currency",
-            "period_start", "period_end", "status", "subtotal", "tax_total", "total",
-            "run_id", "correlation_id", "erp_document_id", "created_at",
+            "id",
+            "number",
+            "customer_id",
+            "subscription_id",
+            "legal_entity_id",
+            "currency",
+            "period_start",
+            "period_end",
+            "status",
+            "subtotal",
+            "tax_total",
+            "total",
+            "run_id",
+            "correlation_id",
+            "erp_document_id",
+            "created_at",
         )
     }
     now = utcnow()
-    await session.execute(
-        invoices.insert().values(**values, kind="invoice", finalized_at=now)
-    )
+    await session.execute(invoices.insert().values(**values, kind="invoice", finalized_at=now))
     await session.execute(
         invoice_lines.insert(),
         [
@@ -84,8 +98,11 @@ async def write_invoice(session: AsyncSession, invoice: Invoice, line_event_type
     )
     await session.execute(
         postings.insert().values(
-            invoice_id=invoice.id, status="pending", attempts=0,
-            correlation_id=invoice.correlation_id, updated_at=now,
+            invoice_id=invoice.id,
+            status="pending",
+            attempts=0,
+            correlation_id=invoice.correlation_id,
+            updated_at=now,
         )
     )
 
@@ -102,8 +119,11 @@ def _line(row) -> InvoiceLine:
         unit_price=row.unit_price,
         amount=row.amount,
         tax=TaxLine(
-            rate=row.tax_rate, amount=row.tax_amount, jurisdiction=row.tax_jurisdiction,
-            kind=row.tax_kind, note=row.tax_note,
+            rate=row.tax_rate,
+            amount=row.tax_amount,
+            jurisdiction=row.tax_jurisdiction,
+            kind=row.tax_kind,
+            note=row.tax_note,
         ),
         event_count=row.event_count,
     )
@@ -111,12 +131,23 @@ def _line(row) -> InvoiceLine:
 
 def _invoice(row, lines: list[InvoiceLine]) -> Invoice:
     return Invoice(
-        id=row.id, number=row.number, customer_id=row.customer_id,
-        subscription_id=row.subscription_id, legal_entity_id=row.legal_entity_id,
-        currency=row.currency, period_start=row.period_start, period_end=row.period_end,
-        status=row.status, lines=lines, subtotal=row.subtotal, tax_total=row.tax_total,
-        total=row.total, run_id=row.run_id, correlation_id=row.correlation_id,
-        erp_document_id=row.erp_document_id, created_at=row.created_at,
+        id=row.id,
+        number=row.number,
+        customer_id=row.customer_id,
+        subscription_id=row.subscription_id,
+        legal_entity_id=row.legal_entity_id,
+        currency=row.currency,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        status=row.status,
+        lines=lines,
+        subtotal=row.subtotal,
+        tax_total=row.tax_total,
+        total=row.total,
+        run_id=row.run_id,
+        correlation_id=row.correlation_id,
+        erp_document_id=row.erp_document_id,
+        created_at=row.created_at,
     )
 
 
@@ -183,12 +214,16 @@ class InvoiceStore:
             page = rows[:limit]
             ids = [r.id for r in page]
             line_rows = (
-                await session.execute(
-                    sa.select(invoice_lines)
-                    .where(invoice_lines.c.invoice_id.in_(ids))
-                    .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)
-                )
-            ).all() if ids else []
+                (
+                    await session.execute(
+                        sa.select(invoice_lines)
+                        .where(invoice_lines.c.invoice_id.in_(ids))
+                        .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)
+                    )
+                ).all()
+                if ids
+                else []
+            )
         by_invoice: dict[str, list[InvoiceLine]] = {}
         for r in line_rows:
             by_invoice.setdefault(r.invoice_id, []).append(_line(r))

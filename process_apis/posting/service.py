@@ -15,7 +15,6 @@ from datetime import timedelta
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from system_apis.erp.port import ErpPort
 
 from canonical import correlation, errors
 from canonical.model import ErpDocument, ErpInvoice, ErpInvoiceLine, Invoice
@@ -24,6 +23,7 @@ from process_apis.exceptions.service import raise_exception
 from process_apis.invoices.store import InvoiceStore
 from process_apis.tables import invoices, postings
 from system_apis.crm.port import CrmPort
+from system_apis.erp.port import ErpPort
 
 __all__ = ["DrainResult", "PostingService"]
 
@@ -95,8 +95,10 @@ class PostingService:
             posting_date=invoice.period_end - timedelta(days=1),
             lines=[
                 ErpInvoiceLine(
-                    item_code=line.item_code, description=line.description,
-                    amount=line.amount, tax_amount=line.tax.amount,
+                    item_code=line.item_code,
+                    description=line.description,
+                    amount=line.amount,
+                    tax_amount=line.tax.amount,
                 )
                 for line in invoice.lines
             ],
@@ -116,8 +118,9 @@ class PostingService:
             await session.execute(
                 sa.update(postings)
                 .where(postings.c.invoice_id == invoice_id)
-                .values(attempts=postings.c.attempts + 1, last_error=error[:1000],
-                        updated_at=utcnow())
+                .values(
+                    attempts=postings.c.attempts + 1, last_error=error[:1000], updated_at=utcnow()
+                )
             )
 
     async def _fail(self, invoice: Invoice, exc: errors.MeterlineError) -> None:
@@ -126,15 +129,27 @@ class PostingService:
             await session.execute(
                 sa.update(postings)
                 .where(postings.c.invoice_id == invoice.id)
-                .values(status="failed", attempts=postings.c.attempts + 1,
-                        last_error=f"{exc.code}: {exc.detail}"[:1000], updated_at=utcnow())
+                .values(
+                    status="failed",
+                    attempts=postings.c.attempts + 1,
+                    last_error=f"{exc.code}: {exc.detail}"[:1000],
+                    updated_at=utcnow(),
+                )
             )
             await raise_exception(
-                session, "posting_failed", invoice.id, exc.detail,
-                {"invoice_id": invoice.id, "invoice_number": invoice.number,
-                 "customer_id": invoice.customer_id, "legal_entity_id": invoice.legal_entity_id,
-                 "total": str(invoice.total), "currency": invoice.currency,
-                 "error_code": exc.code},
+                session,
+                "posting_failed",
+                invoice.id,
+                exc.detail,
+                {
+                    "invoice_id": invoice.id,
+                    "invoice_number": invoice.number,
+                    "customer_id": invoice.customer_id,
+                    "legal_entity_id": invoice.legal_entity_id,
+                    "total": str(invoice.total),
+                    "currency": invoice.currency,
+                    "error_code": exc.code,
+                },
             )
 
     async def _mark_posted(self, invoice_id: str, document: ErpDocument) -> None:
@@ -143,8 +158,13 @@ class PostingService:
             await session.execute(
                 sa.update(postings)
                 .where(postings.c.invoice_id == invoice_id)
-                .values(status="posted", erp_document_id=document.id,
-                        attempts=postings.c.attempts + 1, last_error=None, updated_at=now)
+                .values(
+                    status="posted",
+                    erp_document_id=document.id,
+                    attempts=postings.c.attempts + 1,
+                    last_error=None,
+                    updated_at=now,
+                )
             )
             await session.execute(
                 sa.update(invoices)

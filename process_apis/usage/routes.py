@@ -84,8 +84,9 @@ async def ingest_events(
     async def produce():
         return 200, await usage.ingest(events)
 
-    return await respond_idempotently(request, idempotency, idempotency_key, produce,
-                                      required=False)
+    return await respond_idempotently(
+        request, idempotency, idempotency_key, produce, required=False
+    )
 
 
 router = Router(path="/process/usage/v1", route_handlers=[ingest_events], tags=["process-usage"])

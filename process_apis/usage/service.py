@@ -13,7 +13,6 @@ from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from system_apis.billing.port import BillingPort
 
 from canonical import correlation
 from canonical.model import Base
@@ -23,6 +22,7 @@ from process_apis.exceptions.service import raise_exception
 from process_apis.tables import usage_events
 from process_apis.usage.formats import IngestEvent
 from process_apis.usage.policy import EventTimePolicy
+from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
 __all__ = ["EventResult", "IngestResult", "UsageService"]
@@ -83,7 +83,9 @@ class UsageService:
                 candidates.append((index, event))
 
         known_customers = await self._crm.known_customer_ids({e.customer_id for _, e in candidates})
-        known_types = await self._billing.meters_for_event_types({e.event_type for _, e in candidates})
+        known_types = await self._billing.meters_for_event_types(
+            {e.event_type for _, e in candidates}
+        )
         rows = []
         for _, event in candidates:
             matched = event.customer_id in known_customers and event.event_type in known_types
@@ -113,22 +115,29 @@ class UsageService:
                 e.customer_id for e in stored if e.customer_id not in known_customers
             )
             unknown_types = Counter(
-                e.event_type for e in stored
+                e.event_type
+                for e in stored
                 if e.customer_id in known_customers and e.event_type not in known_types
             )
             for customer_id, count in unknown_customers.items():
                 await raise_exception(
-                    session, "unknown_customer", customer_id,
+                    session,
+                    "unknown_customer",
+                    customer_id,
                     f"usage received for unknown customer {customer_id}; it is kept and "
                     "billed once the customer exists in the CRM",
-                    {"customer_id": customer_id}, occurrences=count,
+                    {"customer_id": customer_id},
+                    occurrences=count,
                 )
             for event_type, count in unknown_types.items():
                 await raise_exception(
-                    session, "unknown_event_type", event_type,
+                    session,
+                    "unknown_event_type",
+                    event_type,
                     f"usage received with event type {event_type!r} that no meter measures; "
                     "it is kept and billed once a meter exists",
-                    {"event_type": event_type}, occurrences=count,
+                    {"event_type": event_type},
+                    occurrences=count,
                 )
         # Acknowledge only now, after the commit above.
         accepted = unmatched = 0
@@ -165,5 +174,3 @@ class UsageService:
                 .values(matched=1)
             )
         return result.rowcount or 0
-
-

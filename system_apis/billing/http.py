@@ -58,7 +58,10 @@ class HttpBilling:
         return await self._remote.call("GET", path, type=Meter)
 
     async def meters_page(
-        self, *, limit: int, starting_after: str | None = None,
+        self,
+        *,
+        limit: int,
+        starting_after: str | None = None,
         event_types: Collection[str] | None = None,
     ) -> MeterList:
         params: dict = {"limit": limit}
@@ -102,8 +105,7 @@ class HttpBilling:
 
     async def rate(self, request: RatingRequest) -> list[RatedCharge]:
         _segment(request.plan_id, PlanRef, "plan")  # same NotFound as in-process
-        page = await self._remote.call("POST", "/rate", json=to_wire(request),
-                                       type=RatedChargeList)
+        page = await self._remote.call("POST", "/rate", json=to_wire(request), type=RatedChargeList)
         return page.data
 
     @staticmethod

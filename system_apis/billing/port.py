@@ -134,8 +134,9 @@ class _MeterSpec(Base, tag_field="aggregation", kw_only=True):
     unit: Unit = "unit"
 
     def to_meter(self, *, id: str, code: str) -> Meter:
-        return Meter(id=id, code=code, aggregation=self.__struct_config__.tag,
-                     **msgspec.structs.asdict(self))
+        return Meter(
+            id=id, code=code, aggregation=self.__struct_config__.tag, **msgspec.structs.asdict(self)
+        )
 
 
 class CountMeterSpec(_MeterSpec, tag="count"):
@@ -175,9 +176,14 @@ class _ChargeSpec(Base, tag_field="model", kw_only=True):
 
 Tiers = Annotated[
     list[TierSpec],
-    msgspec.Meta(min_length=1, max_length=50, description=(
-        "Ascending by up_to (inclusive); every tier but the last has up_to, the last has "
-        "none (open-ended).")),
+    msgspec.Meta(
+        min_length=1,
+        max_length=50,
+        description=(
+            "Ascending by up_to (inclusive); every tier but the last has up_to, the last has "
+            "none (open-ended)."
+        ),
+    ),
 ]
 
 
@@ -239,8 +245,14 @@ Quantities = Annotated[
     dict[str, NonNegativeDecimalString],
     msgspec.Meta(
         description="meter_code -> the period's aggregated quantity (missing meters rate as 0)",
-        extra_json_schema={"extra": {"additional_properties": {
-            "type": "string", "pattern": NonNegativeDecimalString.__metadata__[0].pattern}}},
+        extra_json_schema={
+            "extra": {
+                "additional_properties": {
+                    "type": "string",
+                    "pattern": NonNegativeDecimalString.__metadata__[0].pattern,
+                }
+            }
+        },
     ),
 ]
 
@@ -280,7 +292,10 @@ class BillingPort(Protocol):
     async def list_meters(self) -> list[Meter]: ...
 
     async def meters_page(
-        self, *, limit: int, starting_after: str | None = None,
+        self,
+        *,
+        limit: int,
+        starting_after: str | None = None,
         event_types: Collection[str] | None = None,
     ) -> MeterList:
         """One page ordered by id; ``event_types`` filters when given."""

@@ -45,8 +45,12 @@ PlanRefPath = Annotated[
 ]
 EventTypes = Annotated[
     list[str] | None,
-    Parameter(query="event_type", required=False, max_items=50,
-              description="Only meters of these event types (repeat the parameter)."),
+    Parameter(
+        query="event_type",
+        required=False,
+        max_items=50,
+        description="Only meters of these event types (repeat the parameter).",
+    ),
 ]
 
 
@@ -62,7 +66,9 @@ async def get_meter(billing: Port, code: CodePath) -> Meter:
 
 @get("/meters", summary="List meters")
 async def list_meters(
-    billing: Port, limit: Limit = 20, starting_after: StartingAfter = None,
+    billing: Port,
+    limit: Limit = 20,
+    starting_after: StartingAfter = None,
     event_types: EventTypes = None,
 ) -> MeterList:
     return await billing.meters_page(
@@ -88,8 +94,12 @@ async def list_plans(
     return await billing.plans_page(limit=limit, starting_after=starting_after)
 
 
-@post("/rate", summary="Rate a period's quantities against a plan", status_code=200,
-      raises=[NotFoundException])
+@post(
+    "/rate",
+    summary="Rate a period's quantities against a plan",
+    status_code=200,
+    raises=[NotFoundException],
+)
 async def rate(billing: Port, data: RatingSpec) -> RatedChargeList:
     return RatedChargeList(data=await billing.rate(data.to_request()), has_more=False)
 

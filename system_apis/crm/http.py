@@ -36,7 +36,9 @@ class HttpCrm:
 
     async def put_customer(self, customer: Customer) -> Customer:
         return await self._remote.call(
-            "PUT", f"/customers/{_seg(customer.id)}", json=CustomerInput.of(customer),
+            "PUT",
+            f"/customers/{_seg(customer.id)}",
+            json=CustomerInput.of(customer),
             type=Customer,
         )
 
@@ -44,7 +46,10 @@ class HttpCrm:
         return await self._remote.call("GET", f"/customers/{_seg(customer_id)}", type=Customer)
 
     async def list_customers(
-        self, *, limit: int = 50, starting_after: str | None = None,
+        self,
+        *,
+        limit: int = 50,
+        starting_after: str | None = None,
         partner_id: str | None = None,
     ) -> tuple[list[Customer], bool]:
         params = _params(limit=limit, starting_after=starting_after, partner_id=partner_id)
@@ -56,7 +61,9 @@ class HttpCrm:
         known: set[str] = set()
         for i in range(0, len(wanted), MAX_LOOKUP):
             answer = await self._remote.call(
-                "POST", "/known-customers", json=CustomerIds(ids=wanted[i : i + MAX_LOOKUP]),
+                "POST",
+                "/known-customers",
+                json=CustomerIds(ids=wanted[i : i + MAX_LOOKUP]),
                 type=KnownCustomers,
             )
             known.update(answer.ids)
@@ -64,8 +71,10 @@ class HttpCrm:
 
     async def put_subscription(self, subscription: Subscription) -> Subscription:
         return await self._remote.call(
-            "PUT", f"/subscriptions/{_seg(subscription.id)}",
-            json=SubscriptionInput.of(subscription), type=Subscription,
+            "PUT",
+            f"/subscriptions/{_seg(subscription.id)}",
+            json=SubscriptionInput.of(subscription),
+            type=Subscription,
         )
 
     async def get_subscription(self, subscription_id: str) -> Subscription:
@@ -91,13 +100,20 @@ class HttpCrm:
         return sorted(found, key=lambda s: s.id)
 
     async def active_subscriptions_page(
-        self, start: date, end: date, *, customer_ids: Collection[str] | None = None,
-        limit: int = 100, starting_after: str | None = None,
+        self,
+        start: date,
+        end: date,
+        *,
+        customer_ids: Collection[str] | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
     ) -> tuple[list[Subscription], bool]:
         if customer_ids is not None and not customer_ids:
             return [], False  # an empty filter matches nothing (omitting it would match all)
         params = _params(
-            start=start.isoformat(), end=end.isoformat(), limit=limit,
+            start=start.isoformat(),
+            end=end.isoformat(),
+            limit=limit,
             starting_after=starting_after,
             customer_id=sorted(set(customer_ids)) if customer_ids is not None else None,
         )
@@ -108,8 +124,10 @@ class HttpCrm:
 
     async def add_amendment(self, subscription_id: str, amendment: Amendment) -> Subscription:
         return await self._remote.call(
-            "POST", f"/subscriptions/{_seg(subscription_id)}/amendments",
-            json=AmendmentInput(amendment.effective_from, amendment.plan_id), type=Subscription,
+            "POST",
+            f"/subscriptions/{_seg(subscription_id)}/amendments",
+            json=AmendmentInput(amendment.effective_from, amendment.plan_id),
+            type=Subscription,
         )
 
     async def _all(self, path: str, params: dict[str, Any]) -> list[Subscription]:
@@ -118,7 +136,9 @@ class HttpCrm:
         after: str | None = None
         while True:
             page = await self._remote.call(
-                "GET", path, params=_params(**params, limit=PAGE, starting_after=after),
+                "GET",
+                path,
+                params=_params(**params, limit=PAGE, starting_after=after),
                 type=SubscriptionList,
             )
             found += page.data

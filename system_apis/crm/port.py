@@ -46,9 +46,12 @@ TaxId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]{0,63}$
 UsState = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
 # The ISO 4217 codes the money kernel knows (``canonical.money.is_currency``), stated in
 # the schema so that a well-formed but unknown code is refused as invalid input.
-IsoCurrency = Annotated[str, msgspec.Meta(
-    pattern="^(" + "|".join(sorted(c for c in list_currencies() if c.isupper())) + ")$"
-)]
+IsoCurrency = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^(" + "|".join(sorted(c for c in list_currencies() if c.isupper())) + ")$"
+    ),
+]
 MAX_LOOKUP = 1000
 
 
@@ -143,7 +146,10 @@ class CrmPort(Protocol):
     async def get_customer(self, customer_id: str) -> Customer: ...
 
     async def list_customers(
-        self, *, limit: int = 50, starting_after: str | None = None,
+        self,
+        *,
+        limit: int = 50,
+        starting_after: str | None = None,
         partner_id: str | None = None,
     ) -> tuple[list[Customer], bool]: ...
 
@@ -162,8 +168,13 @@ class CrmPort(Protocol):
         ...
 
     async def active_subscriptions_page(
-        self, start: date, end: date, *, customer_ids: Collection[str] | None = None,
-        limit: int = 100, starting_after: str | None = None,
+        self,
+        start: date,
+        end: date,
+        *,
+        customer_ids: Collection[str] | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
     ) -> tuple[list[Subscription], bool]:
         """One page of ``subscriptions_active_between`` (the HTTP form pages it)."""
         ...

@@ -33,13 +33,15 @@ __all__ = ["router"]
 Crm = Annotated[CrmPort, Dependency(skip_validation=True)]
 # A caller-chosen id must be able to be a key; lookups take any string (unknown: 404).
 NewId = Annotated[str, Parameter(max_length=64, pattern=ID_PATTERN)]
-IdFilter = Annotated[
-    str | None, Parameter(max_length=64, pattern=ID_PATTERN, required=False)
-]
+IdFilter = Annotated[str | None, Parameter(max_length=64, pattern=ID_PATTERN, required=False)]
 CustomerFilter = Annotated[
     list[str] | None,
-    Parameter(query="customer_id", max_items=100, required=False,
-              description="Only these customers (repeat the parameter)."),
+    Parameter(
+        query="customer_id",
+        max_items=100,
+        required=False,
+        description="Only these customers (repeat the parameter).",
+    ),
 ]
 
 
@@ -63,7 +65,9 @@ async def get_customer(crm: Crm, customer_id: str) -> Customer:
 
 @get("/customers", operation_id="crmListCustomers")
 async def list_customers(
-    crm: Crm, limit: Limit = 50, starting_after: StartingAfter = None,
+    crm: Crm,
+    limit: Limit = 50,
+    starting_after: StartingAfter = None,
     partner_id: IdFilter = None,
 ) -> CustomerList:
     data, has_more = await crm.list_customers(
@@ -83,8 +87,11 @@ async def customer_subscriptions(
     crm: Crm, customer_id: str, limit: Limit = 50, starting_after: StartingAfter = None
 ) -> SubscriptionList:
     # A customer holds a handful of subscriptions: page the full list in memory.
-    subs = [s for s in await crm.list_subscriptions(customer_id)
-            if starting_after is None or s.id > starting_after]
+    subs = [
+        s
+        for s in await crm.list_subscriptions(customer_id)
+        if starting_after is None or s.id > starting_after
+    ]
     return SubscriptionList(data=subs[:limit], has_more=len(subs) > limit)
 
 
@@ -109,8 +116,12 @@ async def get_subscription(crm: Crm, subscription_id: str) -> Subscription:
 
 @get("/active-subscriptions", operation_id="crmActiveSubscriptions")
 async def active_subscriptions(
-    crm: Crm, start: date, end: date, customer_id: CustomerFilter = None,
-    limit: Limit = 100, starting_after: StartingAfter = None,
+    crm: Crm,
+    start: date,
+    end: date,
+    customer_id: CustomerFilter = None,
+    limit: Limit = 100,
+    starting_after: StartingAfter = None,
 ) -> SubscriptionList:
     """Subscriptions overlapping [start, end), sorted by id."""
     data, has_more = await crm.active_subscriptions_page(
@@ -128,9 +139,17 @@ async def add_amendment(crm: Crm, subscription_id: str, data: AmendmentInput) ->
 router = Router(
     path="/system/crm/v1",
     route_handlers=[
-        create_customer, put_customer, get_customer, list_customers, known_customers,
-        customer_subscriptions, create_subscription, put_subscription, get_subscription,
-        active_subscriptions, add_amendment,
+        create_customer,
+        put_customer,
+        get_customer,
+        list_customers,
+        known_customers,
+        customer_subscriptions,
+        create_subscription,
+        put_subscription,
+        get_subscription,
+        active_subscriptions,
+        add_amendment,
     ],
     tags=["system-crm"],
 )

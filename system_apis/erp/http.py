@@ -41,7 +41,9 @@ class HttpErp:
 
     async def put_legal_entity(self, entity: LegalEntity) -> LegalEntity:
         return await self._remote.call(
-            "PUT", f"/legal-entities/{_seg(entity.id)}", json=LegalEntityInput.of(entity),
+            "PUT",
+            f"/legal-entities/{_seg(entity.id)}",
+            json=LegalEntityInput.of(entity),
             type=LegalEntity,
         )
 
@@ -55,8 +57,10 @@ class HttpErp:
 
     async def put_item(self, item: ErpItem) -> ErpItem:
         return await self._remote.call(
-            "PUT", f"/items/{_seg(item.code)}",
-            json=ItemInput(name=item.name, revenue_account=item.revenue_account), type=ErpItem,
+            "PUT",
+            f"/items/{_seg(item.code)}",
+            json=ItemInput(name=item.name, revenue_account=item.revenue_account),
+            type=ErpItem,
         )
 
     async def list_items(self) -> list[ErpItem]:
@@ -66,13 +70,16 @@ class HttpErp:
         self, legal_entity_id: str, period: str, status: PeriodStatus
     ) -> AccountingPeriod:
         return await self._remote.call(
-            "PUT", f"/legal-entities/{_seg(legal_entity_id)}/periods/{_seg(period)}",
-            json=PeriodStatusInput(status=status), type=AccountingPeriod,
+            "PUT",
+            f"/legal-entities/{_seg(legal_entity_id)}/periods/{_seg(period)}",
+            json=PeriodStatusInput(status=status),
+            type=AccountingPeriod,
         )
 
     async def get_period(self, legal_entity_id: str, period: str) -> AccountingPeriod:
         return await self._remote.call(
-            "GET", f"/legal-entities/{_seg(legal_entity_id)}/periods/{_seg(period)}",
+            "GET",
+            f"/legal-entities/{_seg(legal_entity_id)}/periods/{_seg(period)}",
             type=AccountingPeriod,
         )
 
@@ -84,7 +91,9 @@ class HttpErp:
     async def find_document(self, external_ref: str) -> ErpDocument | None:
         try:
             return await self._remote.call(
-                "GET", "/documents/lookup", params={"external_ref": external_ref},
+                "GET",
+                "/documents/lookup",
+                params={"external_ref": external_ref},
                 type=ErpDocument,
             )
         except NotFound:
@@ -94,11 +103,16 @@ class HttpErp:
         return await self._remote.call("GET", f"/documents/{_seg(document_id)}", type=ErpDocument)
 
     async def list_documents(
-        self, *, limit: int = 50, starting_after: str | None = None,
+        self,
+        *,
+        limit: int = 50,
+        starting_after: str | None = None,
         customer_id: str | None = None,
     ) -> tuple[list[ErpDocument], bool]:
         page = await self._remote.call(
-            "GET", "/documents", type=DocumentList,
+            "GET",
+            "/documents",
+            type=DocumentList,
             params=_params(limit=limit, starting_after=starting_after, customer_id=customer_id),
         )
         return page.data, page.has_more
@@ -107,7 +121,9 @@ class HttpErp:
         self, legal_entity_id: str | None = None, currency: str | None = None
     ) -> dict[str, Decimal]:
         answer = await self._remote.call(
-            "GET", "/trial-balance", type=TrialBalance,
+            "GET",
+            "/trial-balance",
+            type=TrialBalance,
             params=_params(legal_entity_id=legal_entity_id, currency=currency),
         )
         return answer.balances

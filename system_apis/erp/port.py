@@ -57,9 +57,12 @@ REVENUE_ACCOUNT_PATTERN = r"^4[0-9]{3,9}$"  # class 4 of the chart (see referenc
 RevenueAccount = Annotated[str, msgspec.Meta(pattern=REVENUE_ACCOUNT_PATTERN)]
 # The ISO 4217 codes the money kernel knows (``canonical.money.is_currency``), stated in
 # the schema so that a well-formed but unknown code is refused as invalid input.
-IsoCurrency = Annotated[str, msgspec.Meta(
-    pattern="^(" + "|".join(sorted(c for c in list_currencies() if c.isupper())) + ")$"
-)]
+IsoCurrency = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^(" + "|".join(sorted(c for c in list_currencies() if c.isupper())) + ")$"
+    ),
+]
 VatId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]{0,63}$")]
 UsState = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
 ExternalRef = Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,128}$")]  # printable ASCII
@@ -125,8 +128,12 @@ class ErpInvoiceInput(Base):
     def to_canonical(self) -> ErpInvoice:
         fields = msgspec.structs.asdict(self)
         fields["lines"] = [
-            ErpInvoiceLine(item_code=line.item_code, description=line.description,
-                           amount=Decimal(line.amount), tax_amount=Decimal(line.tax_amount))
+            ErpInvoiceLine(
+                item_code=line.item_code,
+                description=line.description,
+                amount=Decimal(line.amount),
+                tax_amount=Decimal(line.tax_amount),
+            )
             for line in self.lines
         ]
         return ErpInvoice(**fields)
@@ -135,9 +142,12 @@ class ErpInvoiceInput(Base):
     def of(cls, invoice: ErpInvoice) -> ErpInvoiceInput:
         fields = msgspec.structs.asdict(invoice)
         fields["lines"] = [
-            ErpInvoiceLineInput(item_code=line.item_code, description=line.description,
-                                amount=format(line.amount, "f"),
-                                tax_amount=format(line.tax_amount, "f"))
+            ErpInvoiceLineInput(
+                item_code=line.item_code,
+                description=line.description,
+                amount=format(line.amount, "f"),
+                tax_amount=format(line.tax_amount, "f"),
+            )
             for line in invoice.lines
         ]
         return cls(**fields)
@@ -197,7 +207,10 @@ class ErpPort(Protocol):
     async def get_document(self, document_id: str) -> ErpDocument: ...
 
     async def list_documents(
-        self, *, limit: int = 50, starting_after: str | None = None,
+        self,
+        *,
+        limit: int = 50,
+        starting_after: str | None = None,
         customer_id: str | None = None,
     ) -> tuple[list[ErpDocument], bool]: ...
 

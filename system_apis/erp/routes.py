@@ -116,7 +116,9 @@ async def get_document(erp: Erp, document_id: str) -> ErpDocument:
 
 @get("/documents", operation_id="erpListDocuments")
 async def list_documents(
-    erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None,
+    erp: Erp,
+    limit: Limit = 50,
+    starting_after: StartingAfter = None,
     customer_id: IdFilter = None,
 ) -> DocumentList:
     data, has_more = await erp.list_documents(
@@ -137,9 +139,18 @@ async def trial_balance(
 router = Router(
     path="/system/erp/v1",
     route_handlers=[
-        put_legal_entity, get_legal_entity, list_legal_entities, put_item, list_items,
-        set_period_status, get_period, post_document, find_document, get_document,
-        list_documents, trial_balance,
+        put_legal_entity,
+        get_legal_entity,
+        list_legal_entities,
+        put_item,
+        list_items,
+        set_period_status,
+        get_period,
+        post_document,
+        find_document,
+        get_document,
+        list_documents,
+        trial_balance,
     ],
     tags=["system-erp"],
 )

@@ -17,8 +17,7 @@ class HttpTax:
         self._remote = remote
 
     async def quote(self, request: TaxRequest) -> list[TaxLine]:
-        page = await self._remote.call("POST", "/quotes", json=to_wire(request),
-                                       type=TaxLineList)
+        page = await self._remote.call("POST", "/quotes", json=to_wire(request), type=TaxLineList)
         return page.data
 
     async def validate_vat(self, vat_id: str) -> VatCheck:

@@ -20,8 +20,10 @@ Port = Annotated[TaxPort, Dependency(skip_validation=True)]
 
 VatPath = Annotated[
     str,
-    Parameter(description="A VAT number with its country prefix, e.g. DE136695976.",
-              pattern=VatNumber.__metadata__[0].pattern),
+    Parameter(
+        description="A VAT number with its country prefix, e.g. DE136695976.",
+        pattern=VatNumber.__metadata__[0].pattern,
+    ),
 ]
 
 

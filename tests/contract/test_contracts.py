@@ -57,10 +57,15 @@ def test_no_drift_between_code_and_committed_file(built, name):
     committed = path.read_text(encoding="utf-8")
     fresh = render_yaml(built[name])
     if committed != fresh:
-        diff = "".join(difflib.unified_diff(
-            committed.splitlines(keepends=True), fresh.splitlines(keepends=True),
-            f"committed/{path.name}", f"code/{path.name}", n=2,
-        ))
+        diff = "".join(
+            difflib.unified_diff(
+                committed.splitlines(keepends=True),
+                fresh.splitlines(keepends=True),
+                f"committed/{path.name}",
+                f"code/{path.name}",
+                n=2,
+            )
+        )
         pytest.fail(f"contract drift in {path.name}; run `make contracts`:\n{diff[:6000]}")
     assert yaml.safe_load(committed) == built[name]
 
@@ -88,7 +93,8 @@ def test_contracts_state_problems_and_correlation_on_every_response(built):
                     if int(status) >= 400:
                         assert list(response["content"]) == ["application/problem+json"], where
                         assert response["content"]["application/problem+json"]["schema"] == {
-                            "$ref": "#/components/schemas/Problem"}, where
+                            "$ref": "#/components/schemas/Problem"
+                        }, where
                 assert "500" in operation["responses"]
 
 

@@ -37,10 +37,12 @@ POSITIVE_DATA_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"
 
 
 def _config() -> SchemathesisConfig:
-    return SchemathesisConfig.from_dict({
-        "seed": int(os.environ.get("METERLINE_FUZZ_SEED", "20261121")),
-        "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_DATA_STATUSES}},
-    })
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": int(os.environ.get("METERLINE_FUZZ_SEED", "20261121")),
+            "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_DATA_STATUSES}},
+        }
+    )
 
 
 SCHEMAS = {

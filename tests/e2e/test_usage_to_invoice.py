@@ -38,58 +38,132 @@ def cents(x: Decimal) -> Decimal:
 
 
 PLAN = PricePlan(
-    id="plan_e2e", code="e2e", name="E2E plan", currency="EUR",
+    id="plan_e2e",
+    code="e2e",
+    name="E2E plan",
+    currency="EUR",
     charges=[
-        FlatCharge(code="platform", description="Platform fee", item_code="platform",
-                   amount=D("49.00")),
-        PerUnitCharge(code="calls", description="API calls", item_code="calls",
-                      meter_code="calls", unit_price=D("0.002")),
-        GraduatedCharge(code="tokens", description="Tokens", item_code="tokens",
-                        meter_code="tokens",
-                        tiers=[Tier(up_to=D(1000), unit_price=D("0.01")),
-                               Tier(up_to=D(5000), unit_price=D("0.005"), flat_fee=D(2)),
-                               Tier(unit_price=D("0.001"))]),
-        VolumeCharge(code="storage", description="Storage", item_code="storage",
-                     meter_code="storage",
-                     tiers=[Tier(up_to=D(100), unit_price=D("0.25")),
-                            Tier(unit_price=D("0.20"))]),
-        PackageCharge(code="users", description="Users (per 5)", item_code="users",
-                      meter_code="users", package_size=D(5), package_price=D("10.00")),
-        MinimumCommitment(code="minimum", description="Minimum", item_code="minimum",
-                          amount=D("100.00")),
+        FlatCharge(
+            code="platform", description="Platform fee", item_code="platform", amount=D("49.00")
+        ),
+        PerUnitCharge(
+            code="calls",
+            description="API calls",
+            item_code="calls",
+            meter_code="calls",
+            unit_price=D("0.002"),
+        ),
+        GraduatedCharge(
+            code="tokens",
+            description="Tokens",
+            item_code="tokens",
+            meter_code="tokens",
+            tiers=[
+                Tier(up_to=D(1000), unit_price=D("0.01")),
+                Tier(up_to=D(5000), unit_price=D("0.005"), flat_fee=D(2)),
+                Tier(unit_price=D("0.001")),
+            ],
+        ),
+        VolumeCharge(
+            code="storage",
+            description="Storage",
+            item_code="storage",
+            meter_code="storage",
+            tiers=[Tier(up_to=D(100), unit_price=D("0.25")), Tier(unit_price=D("0.20"))],
+        ),
+        PackageCharge(
+            code="users",
+            description="Users (per 5)",
+            item_code="users",
+            meter_code="users",
+            package_size=D(5),
+            package_price=D("10.00"),
+        ),
+        MinimumCommitment(
+            code="minimum", description="Minimum", item_code="minimum", amount=D("100.00")
+        ),
     ],
 )
 
 
 async def seed(container) -> None:
     await container.erp.put_legal_entity(
-        LegalEntity(id="le_de", name="Seller GmbH", country="DE", currency="EUR",
-                    vat_id="DE136695976"))
-    for code, account in [("platform", "4100"), ("calls", "4000"), ("tokens", "4010"),
-                          ("storage", "4020"), ("users", "4030"), ("minimum", "4200")]:
+        LegalEntity(
+            id="le_de", name="Seller GmbH", country="DE", currency="EUR", vat_id="DE136695976"
+        )
+    )
+    for code, account in [
+        ("platform", "4100"),
+        ("calls", "4000"),
+        ("tokens", "4010"),
+        ("storage", "4020"),
+        ("users", "4030"),
+        ("minimum", "4200"),
+    ]:
         await container.erp.put_item(ErpItem(code=code, name=code, revenue_account=account))
     for meter in [
-        Meter(id="mtr_calls", code="calls", name="Calls", event_type="api.request",
-              aggregation="count"),
-        Meter(id="mtr_tokens", code="tokens", name="Tokens", event_type="llm.tokens",
-              aggregation="sum", field="tokens"),
-        Meter(id="mtr_storage", code="storage", name="Storage", event_type="storage.snapshot",
-              aggregation="max", field="gb"),
-        Meter(id="mtr_users", code="users", name="Users", event_type="user.active",
-              aggregation="unique_count", field="user_id"),
+        Meter(
+            id="mtr_calls",
+            code="calls",
+            name="Calls",
+            event_type="api.request",
+            aggregation="count",
+        ),
+        Meter(
+            id="mtr_tokens",
+            code="tokens",
+            name="Tokens",
+            event_type="llm.tokens",
+            aggregation="sum",
+            field="tokens",
+        ),
+        Meter(
+            id="mtr_storage",
+            code="storage",
+            name="Storage",
+            event_type="storage.snapshot",
+            aggregation="max",
+            field="gb",
+        ),
+        Meter(
+            id="mtr_users",
+            code="users",
+            name="Users",
+            event_type="user.active",
+            aggregation="unique_count",
+            field="user_id",
+        ),
     ]:
         await container.billing.put_meter(meter)
     await container.billing.put_plan(PLAN)
     await container.crm.put_customer(
-        Customer(id="cus_de", name="Kunde GmbH", legal_entity_id="le_de",
-                 billing_country="DE", currency="EUR"))
+        Customer(
+            id="cus_de",
+            name="Kunde GmbH",
+            legal_entity_id="le_de",
+            billing_country="DE",
+            currency="EUR",
+        )
+    )
     await container.crm.put_customer(
-        Customer(id="cus_fr", name="Client SAS", legal_entity_id="le_de",
-                 billing_country="FR", currency="EUR", tax_id="FR40303265045"))
+        Customer(
+            id="cus_fr",
+            name="Client SAS",
+            legal_entity_id="le_de",
+            billing_country="FR",
+            currency="EUR",
+            tax_id="FR40303265045",
+        )
+    )
     for customer in ("cus_de", "cus_fr"):
         await container.crm.put_subscription(
-            Subscription(id=f"sub_{customer}", customer_id=customer, plan_id="plan_e2e",
-                         start_date=date(2020, 1, 1)))
+            Subscription(
+                id=f"sub_{customer}",
+                customer_id=customer,
+                plan_id="plan_e2e",
+                start_date=date(2020, 1, 1),
+            )
+        )
 
 
 def moments(period: Period, n: int) -> list[str]:
@@ -106,70 +180,138 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
         await seed(client.container)
         t = moments(period, 40)
 
-        canonical = [
-            {"id": f"call-{i}", "source": "api-gw", "event_type": "api.request",
-             "customer_id": "cus_de", "timestamp": t[i]} for i in range(7)
-        ] + [
-            {"id": f"tok-{i}", "source": "llm", "event_type": "llm.tokens",
-             "customer_id": "cus_de", "timestamp": t[7 + i], "properties": {"tokens": n}}
-            for i, n in enumerate([800, 900, 1500])
-        ] + [
-            {"id": "call-0", "source": "api-gw", "event_type": "api.request",  # resend
-             "customer_id": "cus_de", "timestamp": t[0]},
-            {"id": "fr-1", "source": "api-gw", "event_type": "api.request",
-             "customer_id": "cus_fr", "timestamp": t[11]},
-            {"id": "ghost-1", "source": "api-gw", "event_type": "api.request",
-             "customer_id": "cus_unknown", "timestamp": t[12]},
-        ]
+        canonical = (
+            [
+                {
+                    "id": f"call-{i}",
+                    "source": "api-gw",
+                    "event_type": "api.request",
+                    "customer_id": "cus_de",
+                    "timestamp": t[i],
+                }
+                for i in range(7)
+            ]
+            + [
+                {
+                    "id": f"tok-{i}",
+                    "source": "llm",
+                    "event_type": "llm.tokens",
+                    "customer_id": "cus_de",
+                    "timestamp": t[7 + i],
+                    "properties": {"tokens": n},
+                }
+                for i, n in enumerate([800, 900, 1500])
+            ]
+            + [
+                {
+                    "id": "call-0",
+                    "source": "api-gw",
+                    "event_type": "api.request",  # resend
+                    "customer_id": "cus_de",
+                    "timestamp": t[0],
+                },
+                {
+                    "id": "fr-1",
+                    "source": "api-gw",
+                    "event_type": "api.request",
+                    "customer_id": "cus_fr",
+                    "timestamp": t[11],
+                },
+                {
+                    "id": "ghost-1",
+                    "source": "api-gw",
+                    "event_type": "api.request",
+                    "customer_id": "cus_unknown",
+                    "timestamp": t[12],
+                },
+            ]
+        )
         response = await client.post("/process/usage/v1/events", json=canonical)
         assert response.status_code == 200, response.text
         body = response.json()
         assert (body["accepted"], body["duplicates"], body["rejected"]) == (12, 1, 0)
         assert body["unmatched"] == 1
-        assert body["results"][10] == {"index": 10, "id": "call-0", "status": "duplicate",
-                                       "reason": None}
+        assert body["results"][10] == {
+            "index": 10,
+            "id": "call-0",
+            "status": "duplicate",
+            "reason": None,
+        }
 
         # The same batch again: every event is a duplicate, nothing is stored twice.
         again = (await client.post("/process/usage/v1/events", json=canonical)).json()
         assert (again["accepted"], again["duplicates"]) == (0, 13)
 
         # CloudEvents: structured mode (one event) and batch mode.
-        one = {"specversion": "1.0", "id": "st-1", "source": "storage", "type":
-               "storage.snapshot", "subject": "cus_de", "time": t[13], "data": {"gb": 120.5}}
+        one = {
+            "specversion": "1.0",
+            "id": "st-1",
+            "source": "storage",
+            "type": "storage.snapshot",
+            "subject": "cus_de",
+            "time": t[13],
+            "data": {"gb": 120.5},
+        }
         response = await client.post(
-            "/process/usage/v1/events", content=json.dumps(one),
-            headers={"content-type": "application/cloudevents+json"})
+            "/process/usage/v1/events",
+            content=json.dumps(one),
+            headers={"content-type": "application/cloudevents+json"},
+        )
         assert response.status_code == 200, response.text
         assert response.json()["accepted"] == 1
-        batch = [
-            {"specversion": "1.0", "id": "st-2", "source": "storage", "type": "storage.snapshot",
-             "subject": "cus_de", "time": t[14], "data": {"gb": 80}},
-        ] + [
-            {"specversion": "1.0", "id": f"u-{i}", "source": "auth", "type": "user.active",
-             "subject": "cus_de", "time": t[15 + i], "data": {"user_id": u}}
-            for i, u in enumerate(["u1", "u2", "u3", "u1", "u4", "u5", "u6"])
-        ] + [one]  # a resend of the structured event, inside a batch
+        batch = (
+            [
+                {
+                    "specversion": "1.0",
+                    "id": "st-2",
+                    "source": "storage",
+                    "type": "storage.snapshot",
+                    "subject": "cus_de",
+                    "time": t[14],
+                    "data": {"gb": 80},
+                },
+            ]
+            + [
+                {
+                    "specversion": "1.0",
+                    "id": f"u-{i}",
+                    "source": "auth",
+                    "type": "user.active",
+                    "subject": "cus_de",
+                    "time": t[15 + i],
+                    "data": {"user_id": u},
+                }
+                for i, u in enumerate(["u1", "u2", "u3", "u1", "u4", "u5", "u6"])
+            ]
+            + [one]
+        )  # a resend of the structured event, inside a batch
         response = await client.post(
-            "/process/usage/v1/events", content=json.dumps(batch),
-            headers={"content-type": "application/cloudevents-batch+json"})
+            "/process/usage/v1/events",
+            content=json.dumps(batch),
+            headers={"content-type": "application/cloudevents-batch+json"},
+        )
         result = response.json()
         assert (result["accepted"], result["duplicates"]) == (8, 1)
 
         # The unknown customer's event was kept and raised as an exception.
-        exceptions = (await client.get("/process/exceptions/v1/",
-                                       params={"kind": "unknown_customer"})).json()["data"]
+        exceptions = (
+            await client.get("/process/exceptions/v1/", params={"kind": "unknown_customer"})
+        ).json()["data"]
         assert [e["context"]["subject"] for e in exceptions] == ["cus_unknown"]
 
         response = await client.post(
-            "/process/billing/v1/runs", json={"period": str(period)},
-            headers={"Idempotency-Key": "run-1"})
+            "/process/billing/v1/runs",
+            json={"period": str(period)},
+            headers={"Idempotency-Key": "run-1"},
+        )
         assert response.status_code == 201, response.text
         run = response.json()
         assert run["status"] == "completed"
         assert run["counts"]["invoiced"] == 2 and run["counts"]["posted"] == 2
 
-        invoices = (await client.get("/process/billing/v1/invoices",
-                                     params={"run_id": run["id"]})).json()["data"]
+        invoices = (
+            await client.get("/process/billing/v1/invoices", params={"run_id": run["id"]})
+        ).json()["data"]
         by_customer = {i["customer_id"]: i for i in invoices}
 
         # --- Expected amounts, computed from the plan by hand -----------------------------
@@ -179,8 +321,14 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
         users = D(math.ceil(6 / 5)) * D("10.00")  # 6 unique users, packages of 5
         usage = [cents(calls), cents(tokens), cents(storage), cents(users)]
         minimum = cents(D(100) - sum(usage))
-        expected_de = {"platform": D("49.00"), "calls": usage[0], "tokens": usage[1],
-                       "storage": usage[2], "users": usage[3], "minimum": minimum}
+        expected_de = {
+            "platform": D("49.00"),
+            "calls": usage[0],
+            "tokens": usage[1],
+            "storage": usage[2],
+            "users": usage[3],
+            "minimum": minimum,
+        }
         de = by_customer["cus_de"]
         assert {line["charge_code"]: D(line["amount"]) for line in de["lines"]} == expected_de
         taxes = {code: cents(amount * D("0.19")) for code, amount in expected_de.items()}
@@ -215,13 +363,19 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
 
         # --- Idempotency: replay with the key; a new key re-runs and bills nothing twice ----
         replay = await client.post(
-            "/process/billing/v1/runs", json={"period": str(period)},
-            headers={"Idempotency-Key": "run-1"})
+            "/process/billing/v1/runs",
+            json={"period": str(period)},
+            headers={"Idempotency-Key": "run-1"},
+        )
         assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
         assert replay.json() == run
-        rerun = (await client.post(
-            "/process/billing/v1/runs", json={"period": str(period)},
-            headers={"Idempotency-Key": "run-2"})).json()
+        rerun = (
+            await client.post(
+                "/process/billing/v1/runs",
+                json={"period": str(period)},
+                headers={"Idempotency-Key": "run-2"},
+            )
+        ).json()
         assert rerun["counts"]["invoiced"] == 0 and rerun["counts"]["skipped"] == 2
         documents, _ = await erp.list_documents(limit=100)
         assert len(documents) == 2
@@ -233,4 +387,3 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
         assert D(detail["total"]) == D(de["total"])
         assert detail["customer"]["name"] == "Kunde GmbH"
         assert len(detail["lines"]) == 6
-

@@ -35,15 +35,26 @@ def crm(engine):
 
 
 def customer(cid: str, **overrides) -> Customer:
-    fields = {"name": f"Customer {cid}", "legal_entity_id": "le_de", "billing_country": "DE",
-              "currency": "EUR"} | overrides
+    fields = {
+        "name": f"Customer {cid}",
+        "legal_entity_id": "le_de",
+        "billing_country": "DE",
+        "currency": "EUR",
+    } | overrides
     return Customer(id=cid, **fields)
 
 
-def subscription(sid: str, start: date, end: date | None = None, customer_id="cus_a",
-                 **overrides) -> Subscription:
-    return Subscription(id=sid, customer_id=customer_id, plan_id="plan_basic",
-                        start_date=start, end_date=end, **overrides)
+def subscription(
+    sid: str, start: date, end: date | None = None, customer_id="cus_a", **overrides
+) -> Subscription:
+    return Subscription(
+        id=sid,
+        customer_id=customer_id,
+        plan_id="plan_basic",
+        start_date=start,
+        end_date=end,
+        **overrides,
+    )
 
 
 # --- customers ---------------------------------------------------------------------------
@@ -119,15 +130,24 @@ async def test_subscription_needs_a_known_customer_and_a_valid_term(crm):
 
 async def test_put_subscription_upserts_and_replaces_amendments(crm):
     await crm.put_customer(customer("cus_a"))
-    first = subscription("sub_1", date(2025, 1, 1), amendments=[
-        Amendment(date(2025, 6, 1), "plan_pro"), Amendment(date(2025, 3, 1), "plan_plus"),
-    ])
+    first = subscription(
+        "sub_1",
+        date(2025, 1, 1),
+        amendments=[
+            Amendment(date(2025, 6, 1), "plan_pro"),
+            Amendment(date(2025, 3, 1), "plan_plus"),
+        ],
+    )
     stored = await crm.put_subscription(first)
     assert [a.effective_from for a in stored.amendments] == [date(2025, 3, 1), date(2025, 6, 1)]
     assert await crm.get_subscription("sub_1") == stored
 
-    replaced = subscription("sub_1", date(2025, 1, 1), date(2026, 1, 1),
-                            amendments=[Amendment(date(2025, 9, 1), "plan_max")])
+    replaced = subscription(
+        "sub_1",
+        date(2025, 1, 1),
+        date(2026, 1, 1),
+        amendments=[Amendment(date(2025, 9, 1), "plan_max")],
+    )
     await crm.put_subscription(replaced)
     assert await crm.get_subscription("sub_1") == replaced
     assert await crm.list_subscriptions("cus_a") == [replaced]
@@ -138,8 +158,10 @@ async def test_add_amendment_keeps_them_sorted_and_refuses_clashes(crm):
     await crm.put_subscription(subscription("sub_1", date(2025, 1, 1), date(2026, 1, 1)))
     await crm.add_amendment("sub_1", Amendment(date(2025, 7, 1), "plan_pro"))
     sub = await crm.add_amendment("sub_1", Amendment(date(2025, 4, 1), "plan_plus"))
-    assert sub.amendments == [Amendment(date(2025, 4, 1), "plan_plus"),
-                              Amendment(date(2025, 7, 1), "plan_pro")]
+    assert sub.amendments == [
+        Amendment(date(2025, 4, 1), "plan_plus"),
+        Amendment(date(2025, 7, 1), "plan_pro"),
+    ]
     assert (await crm.get_subscription("sub_1")).amendments == sub.amendments
 
     with pytest.raises(Conflict):
@@ -159,8 +181,11 @@ async def test_active_between_respects_half_open_boundaries(crm):
         subscription("sub_2_ends_day_after", date(2024, 1, 1), date(2025, 3, 2)),
         subscription("sub_3_starts_at_end", date(2025, 4, 1)),
         subscription("sub_4_starts_day_before_end", date(2025, 3, 31), customer_id="cus_b"),
-        subscription("sub_5_open_ended", date(2020, 1, 1),
-                     amendments=[Amendment(date(2025, 3, 15), "plan_pro")]),
+        subscription(
+            "sub_5_open_ended",
+            date(2020, 1, 1),
+            amendments=[Amendment(date(2025, 3, 15), "plan_pro")],
+        ),
         subscription("sub_6_inside", date(2025, 3, 10), date(2025, 3, 20), customer_id="cus_b"),
     ]
     for sub in subs:
@@ -168,7 +193,9 @@ async def test_active_between_respects_half_open_boundaries(crm):
 
     march = await crm.subscriptions_active_between(date(2025, 3, 1), date(2025, 4, 1))
     assert [s.id for s in march] == [
-        "sub_2_ends_day_after", "sub_4_starts_day_before_end", "sub_5_open_ended",
+        "sub_2_ends_day_after",
+        "sub_4_starts_day_before_end",
+        "sub_5_open_ended",
         "sub_6_inside",
     ]
     assert march[2].amendments == [Amendment(date(2025, 3, 15), "plan_pro")]
@@ -203,8 +230,13 @@ async def client(crm, engine):
         yield client
 
 
-BODY = {"name": "Acme GmbH", "legal_entity_id": "le_de", "billing_country": "DE",
-        "currency": "EUR", "tax_id": "DE123456789"}
+BODY = {
+    "name": "Acme GmbH",
+    "legal_entity_id": "le_de",
+    "billing_country": "DE",
+    "currency": "EUR",
+    "tax_id": "DE123456789",
+}
 
 
 async def test_route_create_get_round_trip(client):
@@ -218,16 +250,25 @@ async def test_route_create_get_round_trip(client):
     put = await client.put("/system/crm/v1/customers/acme-42", json=BODY | {"partner_id": "ptn_1"})
     assert put.status_code == 200 and put.json()["id"] == "acme-42"
 
-    sub = await client.post("/system/crm/v1/subscriptions", json={
-        "customer_id": "acme-42", "plan_id": "plan_basic", "start_date": "2025-01-01"})
+    sub = await client.post(
+        "/system/crm/v1/subscriptions",
+        json={"customer_id": "acme-42", "plan_id": "plan_basic", "start_date": "2025-01-01"},
+    )
     assert sub.status_code == 201, sub.text
-    amended = await client.post(f"/system/crm/v1/subscriptions/{sub.json()['id']}/amendments",
-                                json={"effective_from": "2025-02-01", "plan_id": "plan_pro"})
+    amended = await client.post(
+        f"/system/crm/v1/subscriptions/{sub.json()['id']}/amendments",
+        json={"effective_from": "2025-02-01", "plan_id": "plan_pro"},
+    )
     assert amended.status_code == 201
     assert amended.json()["amendments"] == [{"effective_from": "2025-02-01", "plan_id": "plan_pro"}]
-    active = await client.get("/system/crm/v1/active-subscriptions",
-                              params={"start": "2025-01-01", "end": "2025-02-01",
-                                      "customer_id": ["acme-42", "cus_other"]})
+    active = await client.get(
+        "/system/crm/v1/active-subscriptions",
+        params={
+            "start": "2025-01-01",
+            "end": "2025-02-01",
+            "customer_id": ["acme-42", "cus_other"],
+        },
+    )
     assert [s["id"] for s in active.json()["data"]] == [sub.json()["id"]]
     known = await client.post("/system/crm/v1/known-customers", json={"ids": ["acme-42", "zz"]})
     assert known.status_code == 200 and known.json() == {"ids": ["acme-42"]}
@@ -239,8 +280,9 @@ async def test_route_list_pagination(client):
     first = (await client.get("/system/crm/v1/customers", params={"limit": 2})).json()
     assert first["object"] == "list" and first["has_more"] is True
     assert [c["id"] for c in first["data"]] == ["cus_0", "cus_1"]
-    rest = (await client.get("/system/crm/v1/customers",
-                             params={"limit": 2, "starting_after": "cus_1"})).json()
+    rest = (
+        await client.get("/system/crm/v1/customers", params={"limit": 2, "starting_after": "cus_1"})
+    ).json()
     assert [c["id"] for c in rest["data"]] == ["cus_2"] and rest["has_more"] is False
 
 
@@ -250,14 +292,22 @@ async def test_route_problems(client):
     assert missing.headers["content-type"].startswith("application/problem+json")
     assert missing.json()["code"] == "customer_not_found"
 
-    orphan = await client.post("/system/crm/v1/subscriptions", json={
-        "customer_id": "cus_nobody", "plan_id": "plan_basic", "start_date": "2025-01-01"})
+    orphan = await client.post(
+        "/system/crm/v1/subscriptions",
+        json={"customer_id": "cus_nobody", "plan_id": "plan_basic", "start_date": "2025-01-01"},
+    )
     assert orphan.status_code == 404
 
     await client.put("/system/crm/v1/customers/cus_a", json=BODY)
-    bad_term = await client.put("/system/crm/v1/subscriptions/sub_1", json={
-        "customer_id": "cus_a", "plan_id": "plan_basic", "start_date": "2025-02-01",
-        "end_date": "2025-01-01"})
+    bad_term = await client.put(
+        "/system/crm/v1/subscriptions/sub_1",
+        json={
+            "customer_id": "cus_a",
+            "plan_id": "plan_basic",
+            "start_date": "2025-02-01",
+            "end_date": "2025-01-01",
+        },
+    )
     assert bad_term.status_code == 422
     assert bad_term.headers["content-type"].startswith("application/problem+json")
     assert bad_term.json()["code"] == "invalid_term"
@@ -267,8 +317,9 @@ async def test_route_problems(client):
     assert (await client.get("/system/crm/v1/customers/bad%20id")).status_code == 404
     cycle = await client.put("/system/crm/v1/customers/cus_a", json=BODY | {"parent_id": "cus_a"})
     assert cycle.status_code == 409 and cycle.json()["code"] == "parent_cycle"
-    unknown_currency = await client.put("/system/crm/v1/customers/cus_b",
-                                        json=BODY | {"currency": "AAA"})
+    unknown_currency = await client.put(
+        "/system/crm/v1/customers/cus_b", json=BODY | {"currency": "AAA"}
+    )
     assert unknown_currency.status_code == 400
 
     invalid = await client.post("/system/crm/v1/customers", json=BODY | {"billing_country": "de"})
@@ -281,8 +332,9 @@ async def test_http_adapter_speaks_the_same_port(crm):
         dependencies={"crm": Provide(lambda: crm, sync_to_thread=False)},
         exception_handlers=problems.exception_handlers,
     )
-    remote = RemoteSystem("crm", "http://crm.test/system/crm/v1",
-                          transport=httpx.ASGITransport(app=app))
+    remote = RemoteSystem(
+        "crm", "http://crm.test/system/crm/v1", transport=httpx.ASGITransport(app=app)
+    )
     try:
         http = HttpCrm(remote)
         parent = await http.put_customer(customer("cus_parent", partner_id="ptn_1"))
@@ -294,16 +346,24 @@ async def test_http_adapter_speaks_the_same_port(crm):
             await http.get_customer("cus child?x")
         assert await http.list_customers(partner_id="ptn_1") == ([parent], False)
         assert await http.known_customer_ids(["cus_parent", "cus_x"]) == {"cus_parent"}
-        sub = subscription("sub_1", date(2025, 1, 1), customer_id="cus_parent",
-                           amendments=[Amendment(date(2025, 2, 1), "plan_pro")])
+        sub = subscription(
+            "sub_1",
+            date(2025, 1, 1),
+            customer_id="cus_parent",
+            amendments=[Amendment(date(2025, 2, 1), "plan_pro")],
+        )
         assert await http.put_subscription(sub) == sub
         amended = await http.add_amendment("sub_1", Amendment(date(2025, 3, 1), "plan_max"))
         assert amended == await crm.get_subscription("sub_1")
         assert await http.list_subscriptions("cus_parent") == [amended]
         active = await http.subscriptions_active_between(date(2025, 1, 1), date(2025, 2, 1))
         assert active == [amended]
-        assert await http.subscriptions_active_between(
-            date(2025, 1, 1), date(2025, 2, 1), customer_ids=[]) == []
+        assert (
+            await http.subscriptions_active_between(
+                date(2025, 1, 1), date(2025, 2, 1), customer_ids=[]
+            )
+            == []
+        )
         with pytest.raises(NotFound):
             await http.get_subscription("sub_missing")
     finally:

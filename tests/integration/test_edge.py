@@ -39,29 +39,34 @@ async def test_wrong_method_is_a_405_problem(client):
 
 async def test_oversized_body_is_a_413_problem(client):
     response = await client.post(
-        "/process/usage/v1/events", content=b"[" + b" " * 5_000 + b"]",
+        "/process/usage/v1/events",
+        content=b"[" + b" " * 5_000 + b"]",
         headers={"content-type": "application/json"},
     )
     assert_problem(response, 413, "payload_too_large")
 
 
 async def test_too_many_events_is_a_413_problem_stating_the_limit(client):
-    events = [{"id": str(i), "source": "s", "event_type": "t", "customer_id": "c"}
-              for i in range(4)]
+    events = [
+        {"id": str(i), "source": "s", "event_type": "t", "customer_id": "c"} for i in range(4)
+    ]
     body = assert_problem(
-        await client.post("/process/usage/v1/events", json=events), 413, "payload_too_large")
+        await client.post("/process/usage/v1/events", json=events), 413, "payload_too_large"
+    )
     assert "limit is 3" in body["detail"]
 
 
 async def test_unsupported_content_type_is_a_415_problem(client):
-    response = await client.post("/process/usage/v1/events", content=b"a,b",
-                                 headers={"content-type": "text/csv"})
+    response = await client.post(
+        "/process/usage/v1/events", content=b"a,b", headers={"content-type": "text/csv"}
+    )
     assert_problem(response, 415, "unsupported_media_type")
 
 
 async def test_malformed_json_is_a_400_problem_and_stores_nothing(client):
-    response = await client.post("/process/usage/v1/events", content=b"[{",
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/process/usage/v1/events", content=b"[{", headers={"content-type": "application/json"}
+    )
     assert_problem(response, 400, "malformed_body")
 
 
@@ -72,8 +77,9 @@ async def test_invalid_event_names_the_field(client):
 
 
 async def test_body_validation_error_is_a_400_problem(client):
-    response = await client.post("/process/billing/v1/runs", json={"period": "2026-13"},
-                                 headers={"Idempotency-Key": "x"})
+    response = await client.post(
+        "/process/billing/v1/runs", json={"period": "2026-13"}, headers={"Idempotency-Key": "x"}
+    )
     assert_problem(response, 400, "validation_failed")
 
 
@@ -101,9 +107,19 @@ async def test_traceparent_supplies_the_correlation_id(client):
 async def test_correlation_id_is_stored_on_events(client):
     from canonical.time import utcnow
 
-    await client.post("/process/usage/v1/events", headers={"X-Correlation-ID": "ingest-7"},
-                      json=[{"id": "e1", "source": "s", "event_type": "t", "customer_id": "c",
-                             "timestamp": utcnow().isoformat()}])
+    await client.post(
+        "/process/usage/v1/events",
+        headers={"X-Correlation-ID": "ingest-7"},
+        json=[
+            {
+                "id": "e1",
+                "source": "s",
+                "event_type": "t",
+                "customer_id": "c",
+                "timestamp": utcnow().isoformat(),
+            }
+        ],
+    )
     exceptions = (await client.get("/process/exceptions/v1/")).json()["data"]
     assert exceptions[0]["correlation_id"] == "ingest-7"
 

@@ -43,10 +43,14 @@ def db(engine):
 @pytest.fixture
 async def erp(db):
     erp = ReferenceErp(db)
-    await erp.put_legal_entity(LegalEntity(id="le_de", name="Meterline GmbH", country="DE",
-                                           currency="EUR", vat_id="DE999999999"))
-    await erp.put_legal_entity(LegalEntity(id="le_us", name="Meterline Inc", country="US",
-                                           currency="USD", us_state="CA"))
+    await erp.put_legal_entity(
+        LegalEntity(
+            id="le_de", name="Meterline GmbH", country="DE", currency="EUR", vat_id="DE999999999"
+        )
+    )
+    await erp.put_legal_entity(
+        LegalEntity(id="le_us", name="Meterline Inc", country="US", currency="USD", us_state="CA")
+    )
     await erp.put_item(ErpItem(code="api-calls", name="API calls", revenue_account="4000"))
     await erp.put_item(ErpItem(code="storage", name="Storage", revenue_account="4100"))
     await erp.put_item(ErpItem(code="support", name="Support", revenue_account="4000"))
@@ -55,15 +59,25 @@ async def erp(db):
 
 def invoice(ref: str = "inv_1", kind: str = "invoice", lines=None, **overrides) -> ErpInvoice:
     fields = {
-        "external_ref": ref, "kind": kind, "customer_id": "cus_a", "customer_name": "Acme GmbH",
-        "legal_entity_id": "le_de", "currency": "EUR", "posting_date": date(2025, 3, 31),
-        "lines": lines if lines is not None else [
-            ErpInvoiceLine(item_code="api-calls", description="API", amount=D("100.00"),
-                           tax_amount=D("19.00")),
-            ErpInvoiceLine(item_code="storage", description="Storage", amount=D("25.50"),
-                           tax_amount=D("4.85")),
-            ErpInvoiceLine(item_code="support", description="Support", amount=D("10.00"),
-                           tax_amount=D("1.90")),
+        "external_ref": ref,
+        "kind": kind,
+        "customer_id": "cus_a",
+        "customer_name": "Acme GmbH",
+        "legal_entity_id": "le_de",
+        "currency": "EUR",
+        "posting_date": date(2025, 3, 31),
+        "lines": lines
+        if lines is not None
+        else [
+            ErpInvoiceLine(
+                item_code="api-calls", description="API", amount=D("100.00"), tax_amount=D("19.00")
+            ),
+            ErpInvoiceLine(
+                item_code="storage", description="Storage", amount=D("25.50"), tax_amount=D("4.85")
+            ),
+            ErpInvoiceLine(
+                item_code="support", description="Support", amount=D("10.00"), tax_amount=D("1.90")
+            ),
         ],
     } | overrides
     return ErpInvoice(**fields)
@@ -141,21 +155,24 @@ async def test_closed_period_is_rejected_per_legal_entity(erp):
 
 
 async def test_unknown_item_entity_and_unrounded_amounts_are_rejected(erp, db):
-    bad_item = [ErpInvoiceLine(item_code="nope", description="?", amount=D("1.00"),
-                               tax_amount=D("0"))]
+    bad_item = [
+        ErpInvoiceLine(item_code="nope", description="?", amount=D("1.00"), tax_amount=D("0"))
+    ]
     with pytest.raises(BusinessRuleViolation) as caught:
         await erp.post_invoice(invoice(lines=bad_item))
     assert caught.value.code == "unknown_item"
     with pytest.raises(BusinessRuleViolation) as caught:
         await erp.post_invoice(invoice(legal_entity_id="le_mars"))
     assert caught.value.code == "unknown_legal_entity"
-    unrounded = [ErpInvoiceLine(item_code="storage", description="s", amount=D("1.005"),
-                                tax_amount=D("0"))]
+    unrounded = [
+        ErpInvoiceLine(item_code="storage", description="s", amount=D("1.005"), tax_amount=D("0"))
+    ]
     with pytest.raises(BusinessRuleViolation) as caught:
         await erp.post_invoice(invoice(lines=unrounded))
     assert caught.value.code == "amount_not_rounded"
-    jpy = [ErpInvoiceLine(item_code="storage", description="s", amount=D("10.50"),
-                          tax_amount=D("0"))]
+    jpy = [
+        ErpInvoiceLine(item_code="storage", description="s", amount=D("10.50"), tax_amount=D("0"))
+    ]
     with pytest.raises(BusinessRuleViolation):
         await erp.post_invoice(invoice(lines=jpy, currency="JPY"))
     assert await journal_count(db) == 0
@@ -164,23 +181,45 @@ async def test_unknown_item_entity_and_unrounded_amounts_are_rejected(erp, db):
 
 async def test_credit_memo_reverses_the_sides_and_the_ledger_sums_to_zero(erp):
     await erp.post_invoice(invoice())
-    memo = await erp.post_invoice(invoice("cm_1", kind="credit_memo", lines=[
-        ErpInvoiceLine(item_code="storage", description="refund", amount=D("5.00"),
-                       tax_amount=D("0.95")),
-    ]))
+    memo = await erp.post_invoice(
+        invoice(
+            "cm_1",
+            kind="credit_memo",
+            lines=[
+                ErpInvoiceLine(
+                    item_code="storage",
+                    description="refund",
+                    amount=D("5.00"),
+                    tax_amount=D("0.95"),
+                ),
+            ],
+        )
+    )
     assert sides(memo) == {
         "1200": (D("0"), D("5.95")),
         "4100": (D("5.00"), D("0")),
         "2200": (D("0.95"), D("0")),
     }
-    await erp.post_invoice(invoice("inv_us", legal_entity_id="le_us", currency="USD", lines=[
-        ErpInvoiceLine(item_code="api-calls", description="API", amount=D("7.25"),
-                       tax_amount=D("0.60")),
-    ]))
+    await erp.post_invoice(
+        invoice(
+            "inv_us",
+            legal_entity_id="le_us",
+            currency="USD",
+            lines=[
+                ErpInvoiceLine(
+                    item_code="api-calls", description="API", amount=D("7.25"), tax_amount=D("0.60")
+                ),
+            ],
+        )
+    )
     balances = await erp.account_balances("le_de")
     # 1200: 161.25 - 5.95; 4000: -110.00; 4100: -25.50 + 5.00; 2200: -25.75 + 0.95
-    assert balances == {"1200": D("155.30"), "2200": D("-24.80"), "4000": D("-110.00"),
-                        "4100": D("-20.50")}
+    assert balances == {
+        "1200": D("155.30"),
+        "2200": D("-24.80"),
+        "4000": D("-110.00"),
+        "4100": D("-20.50"),
+    }
     assert sum(balances.values()) == 0
     everything = await erp.account_balances()
     assert everything["4000"] == D("-117.25") and sum(everything.values()) == 0
@@ -225,11 +264,16 @@ async def client(app, engine):
 
 
 BODY = {
-    "external_ref": "inv_http", "kind": "invoice", "customer_id": "cus_a",
-    "customer_name": "Acme GmbH", "legal_entity_id": "le_de", "currency": "EUR",
+    "external_ref": "inv_http",
+    "kind": "invoice",
+    "customer_id": "cus_a",
+    "customer_name": "Acme GmbH",
+    "legal_entity_id": "le_de",
+    "currency": "EUR",
     "posting_date": "2025-03-31",
-    "lines": [{"item_code": "api-calls", "description": "API", "amount": "100.00",
-               "tax_amount": "19.00"}],
+    "lines": [
+        {"item_code": "api-calls", "description": "API", "amount": "100.00", "tax_amount": "19.00"}
+    ],
 }
 
 
@@ -254,8 +298,12 @@ async def test_route_list_pagination(client):
         await client.post("/system/erp/v1/documents", json=BODY | {"external_ref": f"r{n}"})
     first = (await client.get("/system/erp/v1/documents", params={"limit": 2})).json()
     assert first["has_more"] is True and len(first["data"]) == 2
-    rest = (await client.get("/system/erp/v1/documents",
-                             params={"limit": 2, "starting_after": first["data"][1]["id"]})).json()
+    rest = (
+        await client.get(
+            "/system/erp/v1/documents",
+            params={"limit": 2, "starting_after": first["data"][1]["id"]},
+        )
+    ).json()
     assert [d["external_ref"] for d in rest["data"]] == ["r2"] and rest["has_more"] is False
     items = (await client.get("/system/erp/v1/items", params={"limit": 2})).json()
     assert [i["code"] for i in items["data"]] == ["api-calls", "storage"] and items["has_more"]
@@ -267,8 +315,9 @@ async def test_route_problems(client):
     assert missing.headers["content-type"].startswith("application/problem+json")
     assert missing.json()["code"] == "document_not_found"
 
-    closed = await client.put("/system/erp/v1/legal-entities/le_de/periods/2025-03",
-                              json={"status": "closed"})
+    closed = await client.put(
+        "/system/erp/v1/legal-entities/le_de/periods/2025-03", json={"status": "closed"}
+    )
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     refused = await client.post("/system/erp/v1/documents", json=BODY)
     assert refused.status_code == 422
@@ -282,8 +331,9 @@ async def test_route_problems(client):
 
 
 async def test_http_adapter_speaks_the_same_port(app, erp):
-    remote = RemoteSystem("erp", "http://erp.test/system/erp/v1",
-                          transport=httpx.ASGITransport(app=app))
+    remote = RemoteSystem(
+        "erp", "http://erp.test/system/erp/v1", transport=httpx.ASGITransport(app=app)
+    )
     try:
         http = HttpErp(remote)
         doc = await http.post_invoice(invoice("inv_remote"))

@@ -16,11 +16,15 @@ def _sides(lines):
 
 
 def test_invoice_debits_receivable_and_credits_revenue_per_account_and_tax():
-    lines = build_journal("invoice", "EUR", [
-        ("4000", D("100.00"), D("19.00")),
-        ("4100", D("50.50"), D("9.60")),
-        ("4000", D("10.00"), D("1.90")),  # same account: aggregated
-    ])
+    lines = build_journal(
+        "invoice",
+        "EUR",
+        [
+            ("4000", D("100.00"), D("19.00")),
+            ("4100", D("50.50"), D("9.60")),
+            ("4000", D("10.00"), D("1.90")),  # same account: aggregated
+        ],
+    )
     # gross = 100 + 50.50 + 10 + 19 + 9.60 + 1.90 = 191.00
     assert _sides(lines) == {
         ACCOUNTS_RECEIVABLE: (D("191.00"), D("0")),
@@ -66,24 +70,30 @@ def test_zero_side_uses_the_currency_exponent():
 
 def test_unbalanced_entry_is_refused():
     with pytest.raises(BusinessRuleViolation) as caught:
-        assert_balanced([
-            JournalLine(account="1200", debit=D("10.00")),
-            JournalLine(account="4000", credit=D("9.99")),
-        ])
+        assert_balanced(
+            [
+                JournalLine(account="1200", debit=D("10.00")),
+                JournalLine(account="4000", credit=D("9.99")),
+            ]
+        )
     assert caught.value.code == "unbalanced_journal"
 
 
 def test_negative_side_is_refused_even_when_it_balances():
     with pytest.raises(BusinessRuleViolation):
-        assert_balanced([
-            JournalLine(account="1200", debit=D("-5")),
-            JournalLine(account="4000", credit=D("-5")),
-        ])
+        assert_balanced(
+            [
+                JournalLine(account="1200", debit=D("-5")),
+                JournalLine(account="4000", credit=D("-5")),
+            ]
+        )
 
 
 def test_balanced_entry_passes():
-    assert_balanced([
-        JournalLine(account="1200", debit=D("10.00")),
-        JournalLine(account="4000", credit=D("8.00")),
-        JournalLine(account="2200", credit=D("2.00")),
-    ])
+    assert_balanced(
+        [
+            JournalLine(account="1200", debit=D("10.00")),
+            JournalLine(account="4000", credit=D("8.00")),
+            JournalLine(account="2200", credit=D("2.00")),
+        ]
+    )

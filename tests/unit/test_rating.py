@@ -37,8 +37,12 @@ def plan(*charges, currency="EUR") -> PricePlan:
 
 def rate(p: PricePlan, quantities=None, service=APRIL, period=APRIL):
     return rate_plan(
-        p, period_start=period[0], period_end=period[1], service_start=service[0],
-        service_end=service[1], quantities={k: D(v) for k, v in (quantities or {}).items()},
+        p,
+        period_start=period[0],
+        period_end=period[1],
+        service_start=service[0],
+        service_end=service[1],
+        quantities={k: D(v) for k, v in (quantities or {}).items()},
     )
 
 
@@ -47,8 +51,9 @@ def amounts(p: PricePlan, quantities=None, **kw) -> list[Decimal]:
 
 
 def per_unit(price: str, meter="calls", code="calls") -> PerUnitCharge:
-    return PerUnitCharge(code=code, description="Calls", item_code="API", meter_code=meter,
-                         unit_price=D(price))
+    return PerUnitCharge(
+        code=code, description="Calls", item_code="API", meter_code=meter, unit_price=D(price)
+    )
 
 
 # 0-100 @0.10, 101-1000 @0.08 plus a flat fee of 5, above 1000 @0.05
@@ -60,13 +65,15 @@ TIERS = [
 
 
 def graduated(tiers=TIERS) -> GraduatedCharge:
-    return GraduatedCharge(code="calls", description="Calls", item_code="API",
-                           meter_code="calls", tiers=tiers)
+    return GraduatedCharge(
+        code="calls", description="Calls", item_code="API", meter_code="calls", tiers=tiers
+    )
 
 
 def volume(tiers=TIERS) -> VolumeCharge:
-    return VolumeCharge(code="calls", description="Calls", item_code="API",
-                        meter_code="calls", tiers=tiers)
+    return VolumeCharge(
+        code="calls", description="Calls", item_code="API", meter_code="calls", tiers=tiers
+    )
 
 
 # --- per unit ------------------------------------------------------------------------
@@ -200,8 +207,14 @@ def test_volume_with_no_units_does_not_charge_the_first_tier_fee():
     ],
 )
 def test_package_charges_whole_packages_rounded_up(qty, size, expected):
-    charge = PackageCharge(code="calls", description="Calls", item_code="API",
-                           meter_code="calls", package_size=D(size), package_price=D(5))
+    charge = PackageCharge(
+        code="calls",
+        description="Calls",
+        item_code="API",
+        meter_code="calls",
+        package_size=D(size),
+        package_price=D(5),
+    )
     assert amounts(plan(charge), {"calls": qty}) == [D(expected)]
 
 
@@ -215,7 +228,11 @@ def flat(amount: str) -> FlatCharge:
 def test_flat_fee_is_charged_in_full_for_a_full_period():
     [line] = rate(plan(flat("100")))
     assert (line.amount, line.kind, line.quantity, line.unit_price) == (
-        D("100.00"), "recurring", D(1), D(100))
+        D("100.00"),
+        "recurring",
+        D(1),
+        D(100),
+    )
     assert (line.period_start, line.period_end) == APRIL
     assert line.description == "Platform fee"
 
@@ -233,23 +250,24 @@ def test_flat_fee_is_prorated_by_active_days():
     ]
     half = (date(2024, 4, 1), date(2024, 4, 16))  # 15 of 30 days of 0.05 = 0.025 -> 0.03
     assert amounts(plan(flat("0.05")), service=half) == [D("0.03")]
-    assert amounts(plan(flat("100")), service=(date(2024, 4, 9), date(2024, 4, 9))) == [
-        D("0.00")
-    ]
+    assert amounts(plan(flat("100")), service=(date(2024, 4, 9), date(2024, 4, 9))) == [D("0.00")]
 
 
 # --- minimum commitment --------------------------------------------------------------
 
 
 def minimum(amount: str) -> MinimumCommitment:
-    return MinimumCommitment(code="min", description="Minimum commitment", item_code="MIN",
-                             amount=D(amount))
+    return MinimumCommitment(
+        code="min", description="Minimum commitment", item_code="MIN", amount=D(amount)
+    )
 
 
 def test_minimum_adds_a_true_up_for_the_shortfall_of_usage():
     lines = rate(plan(per_unit("1"), minimum("50")), {"calls": "30"})
     assert [(c.charge_code, c.kind, c.amount) for c in lines] == [
-        ("calls", "usage", D("30.00")), ("min", "minimum", D("20.00"))]
+        ("calls", "usage", D("30.00")),
+        ("min", "minimum", D("20.00")),
+    ]
 
 
 def test_minimum_adds_nothing_when_usage_meets_or_exceeds_it():
@@ -260,7 +278,10 @@ def test_minimum_adds_nothing_when_usage_meets_or_exceeds_it():
 def test_minimum_counts_usage_only_not_recurring_fees():
     lines = rate(plan(flat("100"), per_unit("1"), minimum("50")), {"calls": "10"})
     assert [(c.kind, c.amount) for c in lines] == [
-        ("recurring", D("100.00")), ("usage", D("10.00")), ("minimum", D("40.00"))]
+        ("recurring", D("100.00")),
+        ("usage", D("10.00")),
+        ("minimum", D("40.00")),
+    ]
 
 
 def test_minimum_is_prorated_for_partial_service_and_keeps_plan_order():
@@ -268,7 +289,8 @@ def test_minimum_is_prorated_for_partial_service_and_keeps_plan_order():
     lines = rate(plan(minimum("60"), per_unit("1")), {"calls": "5"}, service=service)
     assert [(c.kind, c.amount) for c in lines] == [("minimum", D("15.00")), ("usage", D("5.00"))]
     assert amounts(plan(minimum("60"), per_unit("1")), {"calls": "21"}, service=service) == [
-        D("21.00")]
+        D("21.00")
+    ]
 
 
 def test_minimum_is_measured_against_rounded_usage_lines():
@@ -310,14 +332,43 @@ def test_negative_or_non_finite_quantities_are_refused():
         ([per_unit("0.0000000000001")], "EUR", "12 decimal places"),
         ([graduated([Tier(unit_price=D(1), up_to=D(10))])], "EUR", "last tier"),
         ([graduated([Tier(unit_price=D(1)), Tier(unit_price=D(1))])], "EUR", "open-ended"),
-        ([graduated([Tier(unit_price=D(1), up_to=D(10)), Tier(unit_price=D(1), up_to=D(5)),
-                     Tier(unit_price=D(1))])], "EUR", "greater than"),
+        (
+            [
+                graduated(
+                    [
+                        Tier(unit_price=D(1), up_to=D(10)),
+                        Tier(unit_price=D(1), up_to=D(5)),
+                        Tier(unit_price=D(1)),
+                    ]
+                )
+            ],
+            "EUR",
+            "greater than",
+        ),
         ([graduated([])], "EUR", "at least one tier"),
-        ([PackageCharge(code="p", description="P", item_code="I", meter_code="calls",
-                        package_size=D(0), package_price=D(1))], "EUR", "positive"),
+        (
+            [
+                PackageCharge(
+                    code="p",
+                    description="P",
+                    item_code="I",
+                    meter_code="calls",
+                    package_size=D(0),
+                    package_price=D(1),
+                )
+            ],
+            "EUR",
+            "positive",
+        ),
         ([per_unit("1"), per_unit("2")], "EUR", "unique"),
-        ([minimum("1"), MinimumCommitment(code="m2", description="M", item_code="I",
-                                          amount=D(2))], "EUR", "at most one minimum"),
+        (
+            [
+                minimum("1"),
+                MinimumCommitment(code="m2", description="M", item_code="I", amount=D(2)),
+            ],
+            "EUR",
+            "at most one minimum",
+        ),
         ([], "EUR", "at least one charge"),
     ],
 )

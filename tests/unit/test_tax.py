@@ -22,8 +22,10 @@ BAD_CHECKSUM_DE_VAT = "DE136695977"
 
 
 def request(seller="DE", customer="DE", *amounts, **fields) -> TaxRequest:
-    lines = [TaxableLine(reference=f"l{i}", item_code="API", amount=D(a))
-             for i, a in enumerate(amounts or ["100.00"])]
+    lines = [
+        TaxableLine(reference=f"l{i}", item_code="API", amount=D(a))
+        for i, a in enumerate(amounts or ["100.00"])
+    ]
     fields.setdefault("currency", "EUR")
     return TaxRequest(seller_country=seller, customer_country=customer, lines=lines, **fields)
 
@@ -55,7 +57,11 @@ def test_domestic_sale_uses_the_country_standard_rate():
 def test_one_tax_line_per_input_line_in_the_same_order():
     amounts = ["1.00", "2.00", "3.00", "0.00"]
     assert [t.amount for t in quote("FR", "FR", *amounts)] == [
-        D("0.20"), D("0.40"), D("0.60"), D("0.00")]
+        D("0.20"),
+        D("0.40"),
+        D("0.60"),
+        D("0.00"),
+    ]
 
 
 def test_zero_tax_is_never_negative_zero():
@@ -81,7 +87,11 @@ def test_domestic_rates_follow_their_effective_dates():
 def test_eu_b2b_with_a_valid_vat_number_is_reverse_charged():
     [line] = quote("FR", "DE", "100.00", customer_tax_id=VALID_DE_VAT)
     assert (line.rate, line.amount, line.kind, line.jurisdiction) == (
-        D(0), D("0.00"), "reverse_charge", "DE")
+        D(0),
+        D("0.00"),
+        "reverse_charge",
+        "DE",
+    )
     assert "Art. 196 Directive 2006/112/EC" in line.note
     assert VALID_DE_VAT in line.note
 
@@ -98,7 +108,11 @@ def test_eu_sale_without_a_valid_vat_number_is_taxed_where_the_customer_is():
     for tax_id in (None, BAD_CHECKSUM_DE_VAT, "FR40303265045"):  # none, bad, another state's
         [line] = quote("FR", "DE", "100.00", customer_tax_id=tax_id)
         assert (line.rate, line.amount, line.kind, line.jurisdiction) == (
-            D("0.19"), D("19.00"), "oss", "DE")
+            D("0.19"),
+            D("19.00"),
+            "oss",
+            "DE",
+        )
     [at] = quote("DE", "AT", "33.33")
     assert (at.rate, at.amount) == (D("0.20"), D("6.67"))  # 6.666 -> 6.67
 
@@ -111,7 +125,11 @@ def test_domestic_b2b_is_not_reverse_charged():
 def test_us_sales_use_the_customer_state_rate():
     [ca] = quote("US", "US", "19.99", currency="USD", customer_us_state="CA")
     assert (ca.rate, ca.amount, ca.kind, ca.jurisdiction) == (
-        D("0.0725"), D("1.45"), "us_state", "US-CA")  # 1.449275 -> 1.45
+        D("0.0725"),
+        D("1.45"),
+        "us_state",
+        "US-CA",
+    )  # 1.449275 -> 1.45
     [mo] = quote("US", "US", "100.00", currency="USD", customer_us_state="MO")
     assert mo.amount == D("4.23")  # 4.225 -> 4.23 half up (even would give 4.22)
     [oregon] = quote("US", "US", "100.00", currency="USD", customer_us_state="OR")
@@ -132,7 +150,11 @@ def test_us_sale_without_a_known_state_is_refused():
 def test_other_cross_border_sales_are_exports(seller, customer):
     [line] = quote(seller, customer, "100.00", customer_us_state="CA")
     assert (line.rate, line.amount, line.kind, line.jurisdiction) == (
-        D(0), D("0.00"), "export", customer)
+        D(0),
+        D("0.00"),
+        "export",
+        customer,
+    )
 
 
 def test_a_domestic_sale_in_an_untabled_country_is_refused_not_taxed_at_zero():

@@ -63,15 +63,21 @@ async def _upsert(s: AsyncSession, table, values: dict[str, Any]) -> None:
 
 def _meter(row) -> Meter:
     return Meter(
-        id=row.id, code=row.code, name=row.name, event_type=row.event_type,
-        aggregation=row.aggregation, field=row.field, unit=row.unit,
+        id=row.id,
+        code=row.code,
+        name=row.name,
+        event_type=row.event_type,
+        aggregation=row.aggregation,
+        field=row.field,
+        unit=row.unit,
     )
 
 
 def _plan(row) -> PricePlan:
     charges = msgspec.convert(row.charges, list[Charge])
-    return PricePlan(id=row.id, code=row.code, name=row.name, currency=row.currency,
-                     charges=charges)
+    return PricePlan(
+        id=row.id, code=row.code, name=row.name, currency=row.currency, charges=charges
+    )
 
 
 class ReferenceBilling:
@@ -101,7 +107,10 @@ class ReferenceBilling:
         return _meter(row)
 
     async def meters_page(
-        self, *, limit: int, starting_after: str | None = None,
+        self,
+        *,
+        limit: int,
+        starting_after: str | None = None,
         event_types: Collection[str] | None = None,
     ) -> MeterList:
         query = select(meters).order_by(meters.c.id).limit(limit + 1)
@@ -173,8 +182,10 @@ class ReferenceBilling:
         plan = await self.get_plan(request.plan_id)
         return rate_plan(
             plan,
-            period_start=request.period_start, period_end=request.period_end,
-            service_start=request.service_start, service_end=request.service_end,
+            period_start=request.period_start,
+            period_end=request.period_end,
+            service_start=request.service_start,
+            service_end=request.service_end,
             quantities=request.quantities,
         )
 

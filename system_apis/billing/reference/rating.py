@@ -113,14 +113,28 @@ def rate_plan(
             return amount
         return amount * service_days / period_days  # multiply first: exact up to the division
 
-    def line(charge: Charge, kind, amount: Decimal, *, quantity: Decimal,
-             unit_price: Decimal | None, meter_code: str | None = None,
-             note: str = "") -> RatedCharge:
+    def line(
+        charge: Charge,
+        kind,
+        amount: Decimal,
+        *,
+        quantity: Decimal,
+        unit_price: Decimal | None,
+        meter_code: str | None = None,
+        note: str = "",
+    ) -> RatedCharge:
         return RatedCharge(
-            charge_code=charge.code, kind=kind, description=charge.description + note,
-            item_code=charge.item_code, meter_code=meter_code, quantity=quantity,
-            unit_price=unit_price, amount=round_money(amount, currency), currency=currency,
-            period_start=service_start, period_end=service_end,
+            charge_code=charge.code,
+            kind=kind,
+            description=charge.description + note,
+            item_code=charge.item_code,
+            meter_code=meter_code,
+            quantity=quantity,
+            unit_price=unit_price,
+            amount=round_money(amount, currency),
+            currency=currency,
+            period_start=service_start,
+            period_end=service_end,
         )
 
     with decimal.localcontext() as ctx:
@@ -130,21 +144,31 @@ def rate_plan(
             if isinstance(charge, FlatCharge):
                 partial = service_days != period_days
                 lines[index] = line(
-                    charge, "recurring", prorate(charge.amount), quantity=Decimal(1),
+                    charge,
+                    "recurring",
+                    prorate(charge.amount),
+                    quantity=Decimal(1),
                     unit_price=None if partial else charge.amount,
                     note=f" (prorated {service_days}/{period_days} days)" if partial else "",
                 )
             elif not isinstance(charge, MinimumCommitment):
                 quantity = quantities.get(charge.meter_code, ZERO)
                 amount, unit_price = _usage_amount(charge, quantity)
-                lines[index] = line(charge, "usage", amount, quantity=quantity,
-                                    unit_price=unit_price, meter_code=charge.meter_code)
+                lines[index] = line(
+                    charge,
+                    "usage",
+                    amount,
+                    quantity=quantity,
+                    unit_price=unit_price,
+                    meter_code=charge.meter_code,
+                )
         # Invoices sum rounded lines, so the commitment is measured against those.
         usage = sum((c.amount for c in lines.values() if c.kind == "usage"), ZERO)
         for index, charge in enumerate(plan.charges):
             if isinstance(charge, MinimumCommitment):
                 shortfall = round_money(prorate(charge.amount) - usage, currency)
                 if shortfall > 0:
-                    lines[index] = line(charge, "minimum", shortfall,
-                                        quantity=Decimal(1), unit_price=shortfall)
+                    lines[index] = line(
+                        charge, "minimum", shortfall, quantity=Decimal(1), unit_price=shortfall
+                    )
     return [lines[index] for index in sorted(lines)]

@@ -30,6 +30,7 @@ from system_apis.billing.port import MeterSpec, PlanSpec, to_wire
 
 __all__ = ["check_code", "check_meter", "check_plan", "usage_meter_codes"]
 
+
 def check_code(code: str, what: str) -> None:
     try:
         msgspec.convert(code, Code)
@@ -82,15 +83,16 @@ def _tiers(tiers: list[Tier], where: str) -> None:
         if tier.up_to is None:
             if not last:
                 raise BusinessRuleViolation(
-                    f"{at}: only the last tier may be open-ended (up_to null)")
+                    f"{at}: only the last tier may be open-ended (up_to null)"
+                )
             continue
         if last:
-            raise BusinessRuleViolation(
-                f"{where}: the last tier must be open-ended (up_to null)")
+            raise BusinessRuleViolation(f"{where}: the last tier must be open-ended (up_to null)")
         _amount(tier.up_to, f"{at}.up_to", positive=True)
         if tier.up_to <= previous:
             raise BusinessRuleViolation(
-                f"{at}: up_to must be greater than the previous tier's up_to")
+                f"{at}: up_to must be greater than the previous tier's up_to"
+            )
         previous = tier.up_to
 
 

@@ -29,8 +29,15 @@ CHUNK = 500
 MAX_DEPTH = 100
 
 _CUSTOMER_COLUMNS = [
-    "name", "legal_entity_id", "billing_country", "currency", "tax_status", "tax_id",
-    "us_state", "parent_id", "partner_id",
+    "name",
+    "legal_entity_id",
+    "billing_country",
+    "currency",
+    "tax_status",
+    "tax_id",
+    "us_state",
+    "parent_id",
+    "partner_id",
 ]
 
 
@@ -97,7 +104,10 @@ class ReferenceCrm:
         raise NotFound(f"customer {customer_id[:80]} not found", code="customer_not_found")
 
     async def list_customers(
-        self, *, limit: int = 50, starting_after: str | None = None,
+        self,
+        *,
+        limit: int = 50,
+        starting_after: str | None = None,
         partner_id: str | None = None,
     ) -> tuple[list[Customer], bool]:
         query = sa.select(accounts).order_by(accounts.c.id).limit(limit + 1)
@@ -127,9 +137,13 @@ class ReferenceCrm:
         async with self._sessions.begin() as s:
             await self._require_customer(s, subscription.customer_id)
             row = {
-                "id": subscription.id, "customer_id": subscription.customer_id,
-                "plan_id": subscription.plan_id, "start_date": subscription.start_date,
-                "end_date": subscription.end_date, "created_at": now, "updated_at": now,
+                "id": subscription.id,
+                "customer_id": subscription.customer_id,
+                "plan_id": subscription.plan_id,
+                "start_date": subscription.start_date,
+                "end_date": subscription.end_date,
+                "created_at": now,
+                "updated_at": now,
             }
             update = ["customer_id", "plan_id", "start_date", "end_date", "updated_at"]
             await s.execute(_upsert(s, subscriptions, row, update))
@@ -147,10 +161,15 @@ class ReferenceCrm:
             raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
 
     async def _insert_amendment(self, s: AsyncSession, sub_id: str, amendment: Amendment) -> None:
-        await s.execute(sa.insert(amendments).values(
-            id=new_id("amd"), subscription_id=sub_id, effective_from=amendment.effective_from,
-            plan_id=amendment.plan_id, created_at=utcnow(),
-        ))
+        await s.execute(
+            sa.insert(amendments).values(
+                id=new_id("amd"),
+                subscription_id=sub_id,
+                effective_from=amendment.effective_from,
+                plan_id=amendment.plan_id,
+                created_at=utcnow(),
+            )
+        )
 
     async def get_subscription(self, subscription_id: str) -> Subscription:
         if rules.is_id(subscription_id):
@@ -158,8 +177,9 @@ class ReferenceCrm:
                 found = await self._load(s, subscriptions.c.id == subscription_id)
             if found:
                 return found[0]
-        raise NotFound(f"subscription {subscription_id[:80]} not found",
-                       code="subscription_not_found")
+        raise NotFound(
+            f"subscription {subscription_id[:80]} not found", code="subscription_not_found"
+        )
 
     async def list_subscriptions(self, customer_id: str) -> list[Subscription]:
         if not rules.is_id(customer_id):
@@ -181,16 +201,21 @@ class ReferenceCrm:
         return sorted(found, key=lambda sub: sub.id)
 
     async def active_subscriptions_page(
-        self, start: date, end: date, *, customer_ids: Collection[str] | None = None,
-        limit: int = 100, starting_after: str | None = None,
+        self,
+        start: date,
+        end: date,
+        *,
+        customer_ids: Collection[str] | None = None,
+        limit: int = 100,
+        starting_after: str | None = None,
     ) -> tuple[list[Subscription], bool]:
         conditions = list(_overlapping(start, end))
         if starting_after is not None:
             conditions.append(subscriptions.c.id > starting_after)
         if customer_ids is not None:
-            conditions.append(subscriptions.c.customer_id.in_(
-                [c for c in set(customer_ids) if rules.is_id(c)]
-            ))
+            conditions.append(
+                subscriptions.c.customer_id.in_([c for c in set(customer_ids) if rules.is_id(c)])
+            )
         async with self._sessions() as s:
             found = await self._load(s, *conditions, limit=limit + 1)
         return found[:limit], len(found) > limit
@@ -203,11 +228,16 @@ class ReferenceCrm:
             sub = (await self._load(s, subscriptions.c.id == sub.id))[0]
             rules.check_amendment_date(sub, amendment.effective_from)
             if any(a.effective_from == amendment.effective_from for a in sub.amendments):
-                raise Conflict(f"an amendment already takes effect on {amendment.effective_from}",
-                               code="amendment_exists")
+                raise Conflict(
+                    f"an amendment already takes effect on {amendment.effective_from}",
+                    code="amendment_exists",
+                )
             await self._insert_amendment(s, sub.id, amendment)
-            await s.execute(sa.update(subscriptions).where(subscriptions.c.id == sub.id)
-                            .values(updated_at=utcnow()))
+            await s.execute(
+                sa.update(subscriptions)
+                .where(subscriptions.c.id == sub.id)
+                .values(updated_at=utcnow())
+            )
         return _with_amendments(sub, [*sub.amendments, amendment])
 
     async def _load(self, s: AsyncSession, *where, limit: int | None = None) -> list[Subscription]:
@@ -219,15 +249,18 @@ class ReferenceCrm:
         by_sub: dict[str, list[Amendment]] = defaultdict(list)
         for chunk in _chunks(r.id for r in rows):
             found = await s.execute(
-                sa.select(amendments.c.subscription_id, amendments.c.effective_from,
-                          amendments.c.plan_id)
-                .where(amendments.c.subscription_id.in_(chunk))
+                sa.select(
+                    amendments.c.subscription_id, amendments.c.effective_from, amendments.c.plan_id
+                ).where(amendments.c.subscription_id.in_(chunk))
             )
             for a in found:
                 by_sub[a.subscription_id].append(Amendment(a.effective_from, a.plan_id))
         return [
             Subscription(
-                id=r.id, customer_id=r.customer_id, plan_id=r.plan_id, start_date=r.start_date,
+                id=r.id,
+                customer_id=r.customer_id,
+                plan_id=r.plan_id,
+                start_date=r.start_date,
                 end_date=r.end_date,
                 amendments=sorted(by_sub[r.id], key=lambda a: a.effective_from),
             )
@@ -245,7 +278,10 @@ def _overlapping(start: date, end: date) -> tuple:
 
 def _with_amendments(sub: Subscription, items: list[Amendment]) -> Subscription:
     return Subscription(
-        id=sub.id, customer_id=sub.customer_id, plan_id=sub.plan_id,
-        start_date=sub.start_date, end_date=sub.end_date,
+        id=sub.id,
+        customer_id=sub.customer_id,
+        plan_id=sub.plan_id,
+        start_date=sub.start_date,
+        end_date=sub.end_date,
         amendments=sorted(items, key=lambda a: a.effective_from),
     )

@@ -23,16 +23,18 @@ def is_id(value: object) -> bool:
 
 def require_id(value: str, what: str) -> None:
     if not is_id(value):
-        raise BusinessRuleViolation(f"{what} {value[:80]!r} is not a valid identifier",
-                                    code="invalid_id")
+        raise BusinessRuleViolation(
+            f"{what} {value[:80]!r} is not a valid identifier", code="invalid_id"
+        )
 
 
 def _text(value: str | None, field: str, max_length: int) -> None:
     if value is None:
         return
     if not value or len(value) > max_length or _CONTROL.search(value):
-        raise InvalidRequest(f"{field} must be 1-{max_length} printable characters",
-                             code="invalid_field")
+        raise InvalidRequest(
+            f"{field} must be 1-{max_length} printable characters", code="invalid_field"
+        )
 
 
 def check_customer(customer: Customer) -> None:
@@ -49,8 +51,9 @@ def check_customer(customer: Customer) -> None:
         if value is not None and not re.fullmatch(r"[A-Z]{2}", value):
             raise InvalidRequest(f"{field} must be a two-letter code", code="invalid_field")
     if not is_currency(customer.currency):
-        raise BusinessRuleViolation(f"unknown currency {customer.currency!r}",
-                                    code="unknown_currency")
+        raise BusinessRuleViolation(
+            f"unknown currency {customer.currency!r}", code="unknown_currency"
+        )
     if customer.parent_id == customer.id:
         raise Conflict("a customer cannot be its own parent", code="parent_cycle")
 
@@ -60,8 +63,9 @@ def check_subscription(sub: Subscription) -> None:
     require_id(sub.customer_id, "customer_id")
     require_id(sub.plan_id, "plan_id")
     if sub.end_date is not None and sub.end_date <= sub.start_date:
-        raise BusinessRuleViolation("end_date (exclusive) must be after start_date",
-                                    code="invalid_term")
+        raise BusinessRuleViolation(
+            "end_date (exclusive) must be after start_date", code="invalid_term"
+        )
     seen = set()
     for amendment in sub.amendments:
         require_id(amendment.plan_id, "amendment plan_id")

@@ -39,15 +39,15 @@ amendments = Table(
     "crm_amendments",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column(
-        "subscription_id", String(64), ForeignKey("crm_subscriptions.id"), nullable=False
-    ),
+    Column("subscription_id", String(64), ForeignKey("crm_subscriptions.id"), nullable=False),
     Column("effective_from", Date, nullable=False),
     Column("plan_id", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     # One amendment per subscription and day: concurrent duplicates cannot both land.
     Index(
-        "ix_crm_amendments_subscription_effective", "subscription_id", "effective_from",
+        "ix_crm_amendments_subscription_effective",
+        "subscription_id",
+        "effective_from",
         unique=True,
     ),
 )

@@ -35,29 +35,33 @@ def is_external_ref(value: str) -> bool:
 
 def _text(value: str, field: str, max_length: int, *, min_length: int = 1) -> None:
     if not min_length <= len(value) <= max_length or _CONTROL.search(value):
-        raise InvalidRequest(f"{field} must be {min_length}-{max_length} printable characters",
-                             code="invalid_field")
+        raise InvalidRequest(
+            f"{field} must be {min_length}-{max_length} printable characters", code="invalid_field"
+        )
 
 
 def check_invoice(invoice: ErpInvoice) -> None:
     """What needs no database: shape, currency and amounts in whole minor units."""
     if not is_external_ref(invoice.external_ref):
-        raise InvalidRequest("external_ref must be 1-128 printable ASCII characters",
-                             code="invalid_field")
+        raise InvalidRequest(
+            "external_ref must be 1-128 printable ASCII characters", code="invalid_field"
+        )
     _text(invoice.customer_name, "customer_name", 200)
     if invoice.correlation_id is not None:
         _text(invoice.correlation_id, "correlation_id", 128)
     if not is_currency(invoice.currency):
-        raise BusinessRuleViolation(f"unknown currency {invoice.currency!r}",
-                                    code="unknown_currency")
+        raise BusinessRuleViolation(
+            f"unknown currency {invoice.currency!r}", code="unknown_currency"
+        )
     if not invoice.lines:
         raise InvalidRequest("a document needs at least one line", code="no_lines")
     for n, line in enumerate(invoice.lines, start=1):
         _text(line.description, f"line {n} description", 500, min_length=0)
         for amount in (line.amount, line.tax_amount):
             if not amount.is_finite() or amount < 0:
-                raise InvalidRequest(f"line {n}: amounts must be zero or positive",
-                                     code="negative_amount")
+                raise InvalidRequest(
+                    f"line {n}: amounts must be zero or positive", code="negative_amount"
+                )
             if amount != round_money(amount, invoice.currency):
                 # A rule across fields (the currency's minor unit): 422, not 400.
                 raise BusinessRuleViolation(
@@ -77,43 +81,91 @@ async def insert_document(
     net_total = round_money(sum(nets, Decimal(0)), cur)
     tax_total = round_money(sum(taxes, Decimal(0)), cur)
     journal = build_journal(
-        invoice.kind, cur,
-        [(accounts[line.item_code], net, tax)
-         for line, net, tax in zip(invoice.lines, nets, taxes, strict=True)],
+        invoice.kind,
+        cur,
+        [
+            (accounts[line.item_code], net, tax)
+            for line, net, tax in zip(invoice.lines, nets, taxes, strict=True)
+        ],
     )
     now = utcnow()
     doc_id, entry_id = new_id("doc"), new_id("jnl")
-    await s.execute(sa.insert(documents).values(
-        id=doc_id, external_ref=invoice.external_ref, kind=invoice.kind,
-        customer_id=invoice.customer_id, legal_entity_id=invoice.legal_entity_id,
-        currency=cur, posting_date=invoice.posting_date, net_total=net_total,
-        tax_total=tax_total, total=net_total + tax_total, amount_paid=round_money(Decimal(0), cur),
-        correlation_id=correlation_id, created_at=now,
-    ))
-    await s.execute(sa.insert(document_lines), [
-        {"document_id": doc_id, "line_no": n, "item_code": line.item_code,
-         "description": line.description, "amount": net, "tax_amount": tax}
-        for n, (line, net, tax) in enumerate(zip(invoice.lines, nets, taxes, strict=True), 1)
-    ])
-    await s.execute(sa.insert(journal_entries).values(
-        id=entry_id, document_id=doc_id, legal_entity_id=invoice.legal_entity_id,
-        posting_date=invoice.posting_date, currency=cur, correlation_id=correlation_id,
-        created_at=now,
-    ))
+    await s.execute(
+        sa.insert(documents).values(
+            id=doc_id,
+            external_ref=invoice.external_ref,
+            kind=invoice.kind,
+            customer_id=invoice.customer_id,
+            legal_entity_id=invoice.legal_entity_id,
+            currency=cur,
+            posting_date=invoice.posting_date,
+            net_total=net_total,
+            tax_total=tax_total,
+            total=net_total + tax_total,
+            amount_paid=round_money(Decimal(0), cur),
+            correlation_id=correlation_id,
+            created_at=now,
+        )
+    )
+    await s.execute(
+        sa.insert(document_lines),
+        [
+            {
+                "document_id": doc_id,
+                "line_no": n,
+                "item_code": line.item_code,
+                "description": line.description,
+                "amount": net,
+                "tax_amount": tax,
+            }
+            for n, (line, net, tax) in enumerate(zip(invoice.lines, nets, taxes, strict=True), 1)
+        ],
+    )
+    await s.execute(
+        sa.insert(journal_entries).values(
+            id=entry_id,
+            document_id=doc_id,
+            legal_entity_id=invoice.legal_entity_id,
+            posting_date=invoice.posting_date,
+            currency=cur,
+            correlation_id=correlation_id,
+            created_at=now,
+        )
+    )
     if journal:
-        await s.execute(sa.insert(journal_lines), [
-            {"entry_id": entry_id, "line_no": n, "account": line.account,
-             "debit": line.debit, "credit": line.credit}
-            for n, line in enumerate(journal, 1)
-        ])
+        await s.execute(
+            sa.insert(journal_lines),
+            [
+                {
+                    "entry_id": entry_id,
+                    "line_no": n,
+                    "account": line.account,
+                    "debit": line.debit,
+                    "credit": line.credit,
+                }
+                for n, line in enumerate(journal, 1)
+            ],
+        )
     return ErpDocument(
-        id=doc_id, external_ref=invoice.external_ref, kind=invoice.kind,
-        customer_id=invoice.customer_id, legal_entity_id=invoice.legal_entity_id, currency=cur,
-        posting_date=invoice.posting_date, net_total=net_total, tax_total=tax_total,
+        id=doc_id,
+        external_ref=invoice.external_ref,
+        kind=invoice.kind,
+        customer_id=invoice.customer_id,
+        legal_entity_id=invoice.legal_entity_id,
+        currency=cur,
+        posting_date=invoice.posting_date,
+        net_total=net_total,
+        tax_total=tax_total,
         total=net_total + tax_total,
-        journal=JournalEntry(id=entry_id, document_id=doc_id, posting_date=invoice.posting_date,
-                             currency=cur, lines=journal),
-        correlation_id=correlation_id, created_at=now,
+        journal=JournalEntry(
+            id=entry_id,
+            document_id=doc_id,
+            posting_date=invoice.posting_date,
+            currency=cur,
+            lines=journal,
+        ),
+        correlation_id=correlation_id,
+        created_at=now,
     )
 
 
@@ -144,11 +196,23 @@ async def load_documents(s: AsyncSession, *where, limit: int | None = None) -> l
 
 def _document(row, entry, lines: list[JournalLine]) -> ErpDocument:
     return ErpDocument(
-        id=row.id, external_ref=row.external_ref, kind=row.kind, customer_id=row.customer_id,
-        legal_entity_id=row.legal_entity_id, currency=row.currency,
-        posting_date=row.posting_date, net_total=row.net_total, tax_total=row.tax_total,
+        id=row.id,
+        external_ref=row.external_ref,
+        kind=row.kind,
+        customer_id=row.customer_id,
+        legal_entity_id=row.legal_entity_id,
+        currency=row.currency,
+        posting_date=row.posting_date,
+        net_total=row.net_total,
+        tax_total=row.tax_total,
         total=row.total,
-        journal=JournalEntry(id=entry.id, document_id=row.id, posting_date=entry.posting_date,
-                             currency=entry.currency, lines=lines),
-        correlation_id=row.correlation_id, created_at=row.created_at,
+        journal=JournalEntry(
+            id=entry.id,
+            document_id=row.id,
+            posting_date=entry.posting_date,
+            currency=entry.currency,
+            lines=lines,
+        ),
+        correlation_id=row.correlation_id,
+        created_at=row.created_at,
     )

@@ -57,8 +57,9 @@ def _is_code(value: str) -> bool:
 
 def _require_code(value: str, what: str) -> None:
     if not _is_code(value):
-        raise BusinessRuleViolation(f"{what} {value[:80]!r} is not a valid identifier",
-                                    code="invalid_id")
+        raise BusinessRuleViolation(
+            f"{what} {value[:80]!r} is not a valid identifier", code="invalid_id"
+        )
 
 
 def _check_name(name: str) -> None:
@@ -70,8 +71,9 @@ def _period_of(text: str) -> str:
     try:
         return str(Period.parse(text))
     except ValueError:
-        raise InvalidRequest(f"period must be YYYY-MM, got {text[:20]!r}",
-                             code="invalid_period") from None
+        raise InvalidRequest(
+            f"period must be YYYY-MM, got {text[:20]!r}", code="invalid_period"
+        ) from None
 
 
 def _upsert(s: AsyncSession, table: sa.Table, keys: list[str], row: dict):
@@ -98,8 +100,9 @@ class ReferenceErp:
         if entity.vat_id is not None and not 1 <= len(entity.vat_id) <= 64:
             raise InvalidRequest("vat_id must be 1-64 characters", code="invalid_field")
         if not is_currency(entity.currency):
-            raise BusinessRuleViolation(f"unknown currency {entity.currency!r}",
-                                        code="unknown_currency")
+            raise BusinessRuleViolation(
+                f"unknown currency {entity.currency!r}", code="unknown_currency"
+            )
         async with self._sessions.begin() as s:
             row = {f: getattr(entity, f) for f in entity.__struct_fields__}
             await s.execute(_upsert(s, legal_entities, ["id"], row))
@@ -108,9 +111,11 @@ class ReferenceErp:
     async def get_legal_entity(self, entity_id: str) -> LegalEntity:
         if _is_code(entity_id):
             async with self._sessions() as s:
-                row = (await s.execute(
-                    sa.select(legal_entities).where(legal_entities.c.id == entity_id)
-                )).first()
+                row = (
+                    await s.execute(
+                        sa.select(legal_entities).where(legal_entities.c.id == entity_id)
+                    )
+                ).first()
             if row is not None:
                 return LegalEntity(**row._asdict())
         raise NotFound(f"legal entity {entity_id[:80]} not found", code="legal_entity_not_found")
@@ -148,8 +153,12 @@ class ReferenceErp:
             raise InvalidRequest("status must be open or closed", code="invalid_field")
         await self.get_legal_entity(legal_entity_id)
         async with self._sessions.begin() as s:
-            row = {"legal_entity_id": legal_entity_id, "period": period, "status": status,
-                   "updated_at": utcnow()}
+            row = {
+                "legal_entity_id": legal_entity_id,
+                "period": period,
+                "status": status,
+                "updated_at": utcnow(),
+            }
             await s.execute(_upsert(s, periods, ["legal_entity_id", "period"], row))
         return AccountingPeriod(legal_entity_id=legal_entity_id, period=period, status=status)
 
@@ -157,13 +166,16 @@ class ReferenceErp:
         period = _period_of(period)
         await self.get_legal_entity(legal_entity_id)
         async with self._sessions() as s:
-            status = (await s.execute(
-                sa.select(periods.c.status).where(
-                    periods.c.legal_entity_id == legal_entity_id, periods.c.period == period
+            status = (
+                await s.execute(
+                    sa.select(periods.c.status).where(
+                        periods.c.legal_entity_id == legal_entity_id, periods.c.period == period
+                    )
                 )
-            )).scalar()
-        return AccountingPeriod(legal_entity_id=legal_entity_id, period=period,
-                                status=status or "open")
+            ).scalar()
+        return AccountingPeriod(
+            legal_entity_id=legal_entity_id, period=period, status=status or "open"
+        )
 
     # --- documents -------------------------------------------------------------------
 
@@ -184,12 +196,16 @@ class ReferenceErp:
 
     async def _post(self, s: AsyncSession, invoice: ErpInvoice) -> ErpDocument:
         le_id = invoice.legal_entity_id
-        known = _is_code(le_id) and (await s.execute(
-            sa.select(legal_entities.c.id).where(legal_entities.c.id == le_id)
-        )).first()
+        known = (
+            _is_code(le_id)
+            and (
+                await s.execute(sa.select(legal_entities.c.id).where(legal_entities.c.id == le_id))
+            ).first()
+        )
         if not known:
-            raise BusinessRuleViolation(f"unknown legal entity {le_id[:80]}",
-                                        code="unknown_legal_entity")
+            raise BusinessRuleViolation(
+                f"unknown legal entity {le_id[:80]}", code="unknown_legal_entity"
+            )
         await self._require_open_period(s, le_id, invoice.posting_date)
         accounts = await self._revenue_accounts(s, {line.item_code for line in invoice.lines})
         _require_code(invoice.customer_id, "customer_id")
@@ -211,11 +227,13 @@ class ReferenceErp:
                 legal_entity_id=le_id, period=period, status="open", updated_at=utcnow()
             )
         )
-        status = (await s.execute(
-            sa.select(periods.c.status)
-            .where(periods.c.legal_entity_id == le_id, periods.c.period == period)
-            .with_for_update(read=True)
-        )).scalar()
+        status = (
+            await s.execute(
+                sa.select(periods.c.status)
+                .where(periods.c.legal_entity_id == le_id, periods.c.period == period)
+                .with_for_update(read=True)
+            )
+        ).scalar()
         if status == "closed":
             raise BusinessRuleViolation(
                 f"accounting period {period} of {le_id} is closed", code="period_closed"
@@ -250,7 +268,10 @@ class ReferenceErp:
         raise NotFound(f"document {document_id[:80]} not found", code="document_not_found")
 
     async def list_documents(
-        self, *, limit: int = 50, starting_after: str | None = None,
+        self,
+        *,
+        limit: int = 50,
+        starting_after: str | None = None,
         customer_id: str | None = None,
     ) -> tuple[list[ErpDocument], bool]:
         where = []

@@ -30,8 +30,11 @@ class ReferenceTax:
         async with self._sessions.begin() as s:
             await s.execute(
                 insert(quotes).values(
-                    id=new_id("txq"), request=request, response=lines,
-                    correlation_id=correlation.current(), created_at=now,
+                    id=new_id("txq"),
+                    request=request,
+                    response=lines,
+                    correlation_id=correlation.current(),
+                    created_at=now,
                 )
             )
         return lines

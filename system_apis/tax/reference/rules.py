@@ -98,10 +98,18 @@ def decide(request: TaxRequest, day: date) -> Decision:
             return Decision(ZERO, customer, "reverse_charge", note)
         rate = standard_rate(customer, day)
         assert rate is not None  # every member state is tabled
-        return Decision(rate, customer, "oss",
-                        f"EU distance sale to a non-taxable person: {customer} VAT via OSS")
-    return Decision(ZERO, customer, "export",
-                    f"Cross-border supply from {seller} to {customer}: no {seller} tax charged")
+        return Decision(
+            rate,
+            customer,
+            "oss",
+            f"EU distance sale to a non-taxable person: {customer} VAT via OSS",
+        )
+    return Decision(
+        ZERO,
+        customer,
+        "export",
+        f"Cross-border supply from {seller} to {customer}: no {seller} tax charged",
+    )
 
 
 def tax_lines(request: TaxRequest, today: date) -> list[TaxLine]:
@@ -114,8 +122,9 @@ def tax_lines(request: TaxRequest, today: date) -> list[TaxLine]:
     decision = decide(request, request.tax_date or today)
     with decimal.localcontext() as ctx:
         ctx.prec = 120  # exact products of any two wire decimals before the one rounding
-        amounts = [round_money(line.amount * decision.rate, request.currency)
-                   for line in request.lines]
+        amounts = [
+            round_money(line.amount * decision.rate, request.currency) for line in request.lines
+        ]
     return [
         TaxLine(
             rate=decision.rate,
