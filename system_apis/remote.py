@@ -3,14 +3,23 @@ the correlation ID and turns the remote's problems into the canonical error tree
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
 
 from canonical import correlation, errors
 
-__all__ = ["RemoteSystem"]
+__all__ = ["PAGE_SIZE", "RemoteSystem", "segment"]
+
+PAGE_SIZE = 100  # the largest page every System API contract serves
+
+
+def segment(value: str) -> str:
+    """``value`` escaped as one path segment."""
+    return quote(value, safe="")
 
 
 class RemoteSystem:
@@ -48,6 +57,8 @@ class RemoteSystem:
         if corr := correlation.current():
             headers[correlation.HEADER] = corr
         content = msgspec.json.encode(json) if json is not None else None
+        if params:
+            params = {k: v for k, v in params.items() if v is not None}
         try:
             response = await self._client.request(
                 method, path, content=content, params=params, headers=headers
@@ -65,6 +76,30 @@ class RemoteSystem:
         if response.status_code == 204 or not response.content:
             return None
         return msgspec.json.decode(response.content, type=type)
+
+    async def collect(
+        self,
+        path: str,
+        page_type: Any,
+        *,
+        params: dict[str, Any] | None = None,
+        key: Callable[[Any], str] = lambda item: item.id,
+    ) -> list:
+        """Every item of a cursor-paginated list: follows ``starting_after`` until
+        ``has_more`` is false."""
+        found: list = []
+        after: str | None = None
+        while True:
+            page = await self.call(
+                "GET",
+                path,
+                params={**(params or {}), "limit": PAGE_SIZE, "starting_after": after},
+                type=page_type,
+            )
+            found += page.data
+            if not page.has_more or not page.data:
+                return found
+            after = key(page.data[-1])
 
 
 def _as_error(system: str, response: httpx.Response) -> errors.MeterlineError:

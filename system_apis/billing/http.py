@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from urllib.parse import quote
 
 import msgspec
 
@@ -19,11 +18,10 @@ from system_apis.billing.port import (
     RatingRequest,
     to_wire,
 )
-from system_apis.remote import RemoteSystem
+from system_apis.remote import RemoteSystem, segment
 
 __all__ = ["HttpBilling"]
 
-_PAGE = 100  # the contract's largest page
 _FILTER_CHUNK = 50  # event types per request, the contract's limit
 
 
@@ -39,7 +37,7 @@ def _segment(value: str, kind: object, what: str) -> str:
     """A path segment; a value the contract cannot address does not exist remotely either."""
     if not _fits(value, kind):
         raise NotFound(f"{what} {value!r} does not exist")
-    return quote(value, safe="")
+    return segment(value)
 
 
 class HttpBilling:
@@ -64,22 +62,23 @@ class HttpBilling:
         starting_after: str | None = None,
         event_types: Collection[str] | None = None,
     ) -> MeterList:
-        params: dict = {"limit": limit}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
-        if event_types is not None:
-            params["event_type"] = list(event_types)
+        params = {
+            "limit": limit,
+            "starting_after": starting_after,
+            "event_type": list(event_types) if event_types is not None else None,
+        }
         return await self._remote.call("GET", "/meters", params=params, type=MeterList)
 
     async def list_meters(self) -> list[Meter]:
-        return await self._all(self.meters_page)
+        return await self._remote.collect("/meters", MeterList)
 
     async def meters_for_event_types(self, event_types: Collection[str]) -> dict[str, list[Meter]]:
         wanted = sorted({t for t in event_types if _fits(t, EventType)})
         found: dict[str, list[Meter]] = {}
         for i in range(0, len(wanted), _FILTER_CHUNK):
             chunk = wanted[i : i + _FILTER_CHUNK]
-            for meter in await self._all(self.meters_page, event_types=chunk):
+            meters = await self._remote.collect("/meters", MeterList, params={"event_type": chunk})
+            for meter in meters:
                 found.setdefault(meter.event_type, []).append(meter)
         return found
 
@@ -95,25 +94,13 @@ class HttpBilling:
         return await self._remote.call("GET", path, type=PricePlan)
 
     async def plans_page(self, *, limit: int, starting_after: str | None = None) -> PlanList:
-        params: dict = {"limit": limit}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
+        params = {"limit": limit, "starting_after": starting_after}
         return await self._remote.call("GET", "/plans", params=params, type=PlanList)
 
     async def list_plans(self) -> list[PricePlan]:
-        return await self._all(self.plans_page)
+        return await self._remote.collect("/plans", PlanList)
 
     async def rate(self, request: RatingRequest) -> list[RatedCharge]:
         _segment(request.plan_id, PlanRef, "plan")  # same NotFound as in-process
         page = await self._remote.call("POST", "/rate", json=to_wire(request), type=RatedChargeList)
         return page.data
-
-    @staticmethod
-    async def _all(page_of, **filters) -> list:
-        items, cursor = [], None
-        while True:
-            page = await page_of(limit=_PAGE, starting_after=cursor, **filters)
-            items.extend(page.data)
-            if not page.has_more:
-                return items
-            cursor = page.data[-1].id

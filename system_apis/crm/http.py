@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date
-from typing import Any
-from urllib.parse import quote
 
 from canonical.model import Amendment, Customer, Subscription
 from system_apis.crm.port import (
@@ -18,16 +16,11 @@ from system_apis.crm.port import (
     SubscriptionInput,
     SubscriptionList,
 )
-from system_apis.remote import RemoteSystem
+from system_apis.remote import RemoteSystem, segment
 
 __all__ = ["HttpCrm"]
 
-PAGE = 100
 FILTER_CHUNK = 100  # the route accepts at most 100 customer_id filters per request
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")
 
 
 class HttpCrm:
@@ -37,13 +30,13 @@ class HttpCrm:
     async def put_customer(self, customer: Customer) -> Customer:
         return await self._remote.call(
             "PUT",
-            f"/customers/{_seg(customer.id)}",
+            f"/customers/{segment(customer.id)}",
             json=CustomerInput.of(customer),
             type=Customer,
         )
 
     async def get_customer(self, customer_id: str) -> Customer:
-        return await self._remote.call("GET", f"/customers/{_seg(customer_id)}", type=Customer)
+        return await self._remote.call("GET", f"/customers/{segment(customer_id)}", type=Customer)
 
     async def list_customers(
         self,
@@ -52,7 +45,7 @@ class HttpCrm:
         starting_after: str | None = None,
         partner_id: str | None = None,
     ) -> tuple[list[Customer], bool]:
-        params = _params(limit=limit, starting_after=starting_after, partner_id=partner_id)
+        params = {"limit": limit, "starting_after": starting_after, "partner_id": partner_id}
         page = await self._remote.call("GET", "/customers", params=params, type=CustomerList)
         return page.data, page.has_more
 
@@ -72,30 +65,36 @@ class HttpCrm:
     async def put_subscription(self, subscription: Subscription) -> Subscription:
         return await self._remote.call(
             "PUT",
-            f"/subscriptions/{_seg(subscription.id)}",
+            f"/subscriptions/{segment(subscription.id)}",
             json=SubscriptionInput.of(subscription),
             type=Subscription,
         )
 
     async def get_subscription(self, subscription_id: str) -> Subscription:
         return await self._remote.call(
-            "GET", f"/subscriptions/{_seg(subscription_id)}", type=Subscription
+            "GET", f"/subscriptions/{segment(subscription_id)}", type=Subscription
         )
 
     async def list_subscriptions(self, customer_id: str) -> list[Subscription]:
-        return await self._all(f"/customers/{_seg(customer_id)}/subscriptions", {})
+        return await self._remote.collect(
+            f"/customers/{segment(customer_id)}/subscriptions", SubscriptionList
+        )
 
     async def subscriptions_active_between(
         self, start: date, end: date, customer_ids: Collection[str] | None = None
     ) -> list[Subscription]:
         base = {"start": start.isoformat(), "end": end.isoformat()}
         if customer_ids is None:
-            return await self._all("/active-subscriptions", base)
+            return await self._remote.collect(
+                "/active-subscriptions", SubscriptionList, params=base
+            )
         wanted = sorted(set(customer_ids))
         found: list[Subscription] = []
         for i in range(0, len(wanted), FILTER_CHUNK):
-            found += await self._all(
-                "/active-subscriptions", base | {"customer_id": wanted[i : i + FILTER_CHUNK]}
+            found += await self._remote.collect(
+                "/active-subscriptions",
+                SubscriptionList,
+                params=base | {"customer_id": wanted[i : i + FILTER_CHUNK]},
             )
         return sorted(found, key=lambda s: s.id)
 
@@ -110,13 +109,13 @@ class HttpCrm:
     ) -> tuple[list[Subscription], bool]:
         if customer_ids is not None and not customer_ids:
             return [], False  # an empty filter matches nothing (omitting it would match all)
-        params = _params(
-            start=start.isoformat(),
-            end=end.isoformat(),
-            limit=limit,
-            starting_after=starting_after,
-            customer_id=sorted(set(customer_ids)) if customer_ids is not None else None,
-        )
+        params = {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "limit": limit,
+            "starting_after": starting_after,
+            "customer_id": sorted(set(customer_ids)) if customer_ids is not None else None,
+        }
         page = await self._remote.call(
             "GET", "/active-subscriptions", params=params, type=SubscriptionList
         )
@@ -125,27 +124,7 @@ class HttpCrm:
     async def add_amendment(self, subscription_id: str, amendment: Amendment) -> Subscription:
         return await self._remote.call(
             "POST",
-            f"/subscriptions/{_seg(subscription_id)}/amendments",
+            f"/subscriptions/{segment(subscription_id)}/amendments",
             json=AmendmentInput(amendment.effective_from, amendment.plan_id),
             type=Subscription,
         )
-
-    async def _all(self, path: str, params: dict[str, Any]) -> list[Subscription]:
-        """Follows the cursor until ``has_more`` is false."""
-        found: list[Subscription] = []
-        after: str | None = None
-        while True:
-            page = await self._remote.call(
-                "GET",
-                path,
-                params=_params(**params, limit=PAGE, starting_after=after),
-                type=SubscriptionList,
-            )
-            found += page.data
-            if not page.has_more or not page.data:
-                return found
-            after = page.data[-1].id
-
-
-def _params(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
-from urllib.parse import quote
 
 from canonical.errors import NotFound
 from canonical.model import ErpDocument, ErpInvoice, ErpItem, LegalEntity
@@ -20,19 +18,9 @@ from system_apis.erp.port import (
     PeriodStatusInput,
     TrialBalance,
 )
-from system_apis.remote import RemoteSystem
+from system_apis.remote import RemoteSystem, segment
 
 __all__ = ["HttpErp"]
-
-PAGE = 100
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")
-
-
-def _params(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
 
 
 class HttpErp:
@@ -42,36 +30,36 @@ class HttpErp:
     async def put_legal_entity(self, entity: LegalEntity) -> LegalEntity:
         return await self._remote.call(
             "PUT",
-            f"/legal-entities/{_seg(entity.id)}",
+            f"/legal-entities/{segment(entity.id)}",
             json=LegalEntityInput.of(entity),
             type=LegalEntity,
         )
 
     async def get_legal_entity(self, entity_id: str) -> LegalEntity:
         return await self._remote.call(
-            "GET", f"/legal-entities/{_seg(entity_id)}", type=LegalEntity
+            "GET", f"/legal-entities/{segment(entity_id)}", type=LegalEntity
         )
 
     async def list_legal_entities(self) -> list[LegalEntity]:
-        return await self._all("/legal-entities", LegalEntityList, lambda e: e.id)
+        return await self._remote.collect("/legal-entities", LegalEntityList)
 
     async def put_item(self, item: ErpItem) -> ErpItem:
         return await self._remote.call(
             "PUT",
-            f"/items/{_seg(item.code)}",
+            f"/items/{segment(item.code)}",
             json=ItemInput(name=item.name, revenue_account=item.revenue_account),
             type=ErpItem,
         )
 
     async def list_items(self) -> list[ErpItem]:
-        return await self._all("/items", ItemList, lambda i: i.code)
+        return await self._remote.collect("/items", ItemList, key=lambda i: i.code)
 
     async def set_period_status(
         self, legal_entity_id: str, period: str, status: PeriodStatus
     ) -> AccountingPeriod:
         return await self._remote.call(
             "PUT",
-            f"/legal-entities/{_seg(legal_entity_id)}/periods/{_seg(period)}",
+            f"/legal-entities/{segment(legal_entity_id)}/periods/{segment(period)}",
             json=PeriodStatusInput(status=status),
             type=AccountingPeriod,
         )
@@ -79,7 +67,7 @@ class HttpErp:
     async def get_period(self, legal_entity_id: str, period: str) -> AccountingPeriod:
         return await self._remote.call(
             "GET",
-            f"/legal-entities/{_seg(legal_entity_id)}/periods/{_seg(period)}",
+            f"/legal-entities/{segment(legal_entity_id)}/periods/{segment(period)}",
             type=AccountingPeriod,
         )
 
@@ -100,7 +88,9 @@ class HttpErp:
             return None
 
     async def get_document(self, document_id: str) -> ErpDocument:
-        return await self._remote.call("GET", f"/documents/{_seg(document_id)}", type=ErpDocument)
+        return await self._remote.call(
+            "GET", f"/documents/{segment(document_id)}", type=ErpDocument
+        )
 
     async def list_documents(
         self,
@@ -113,7 +103,7 @@ class HttpErp:
             "GET",
             "/documents",
             type=DocumentList,
-            params=_params(limit=limit, starting_after=starting_after, customer_id=customer_id),
+            params={"limit": limit, "starting_after": starting_after, "customer_id": customer_id},
         )
         return page.data, page.has_more
 
@@ -124,19 +114,6 @@ class HttpErp:
             "GET",
             "/trial-balance",
             type=TrialBalance,
-            params=_params(legal_entity_id=legal_entity_id, currency=currency),
+            params={"legal_entity_id": legal_entity_id, "currency": currency},
         )
         return answer.balances
-
-    async def _all(self, path: str, page_type: type, key) -> list:
-        """Follows the cursor until ``has_more`` is false."""
-        found: list = []
-        after: str | None = None
-        while True:
-            page = await self._remote.call(
-                "GET", path, params=_params(limit=PAGE, starting_after=after), type=page_type
-            )
-            found += page.data
-            if not page.has_more or not page.data:
-                return found
-            after = key(page.data[-1])
