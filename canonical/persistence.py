@@ -27,6 +27,8 @@ __all__ = [
     "insert_ignore",
     "new_metadata",
     "session_factory",
+    "upsert",
+    "upsert_insert",
 ]
 
 NAMING = {
@@ -105,7 +107,22 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def upsert_insert(table, dialect_name: str):
+    """The dialect's INSERT, which has ``on_conflict_do_*`` on SQLite and PostgreSQL alike."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def upsert(table, dialect_name: str, row: dict, keys: list[str], *, keep=("created_at",)):
+    """``INSERT row ... ON CONFLICT (keys) DO UPDATE`` every other given column except
+    ``keep`` (by default the creation time): one atomic statement on both backends."""
+    stmt = upsert_insert(table, dialect_name).values(**row)
+    skip = {*keys, *keep}
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={c: stmt.excluded[c] for c in row if c not in skip}
+    )
+
+
 def insert_ignore(table, dialect_name: str, index_elements: list[str]):
     """``INSERT ... ON CONFLICT (index_elements) DO NOTHING`` for SQLite or PostgreSQL."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    return upsert_insert(table, dialect_name).on_conflict_do_nothing(index_elements=index_elements)

@@ -88,6 +88,8 @@ def build_container(settings: Settings) -> Container:
     erp = ReferenceErp(sessions)
     invoices = InvoiceStore(sessions)
     posting = PostingService(sessions, erp, crm)
+    exceptions = ExceptionService(sessions)
+    usage = UsageService(sessions, crm, billing, exceptions)
     return Container(
         settings=settings,
         engine=engine,
@@ -96,13 +98,13 @@ def build_container(settings: Settings) -> Container:
         billing=billing,
         tax=tax,
         erp=erp,
-        usage=UsageService(sessions, crm, billing),
+        usage=usage,
         idempotency=DatabaseIdempotencyStore(
             sessions, ttl=timedelta(hours=settings.idempotency_ttl_hours)
         ),
-        exceptions=ExceptionService(sessions),
+        exceptions=exceptions,
         invoices=invoices,
         posting=posting,
-        billing_runs=BillingRunService(sessions, crm, billing, tax, erp, posting),
+        billing_runs=BillingRunService(sessions, crm, billing, tax, erp, posting, usage),
         portal=PortalService(invoices, CustomerDirectory(crm)),
     )

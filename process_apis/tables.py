@@ -29,7 +29,9 @@ usage_events = Table(
     Column("properties", JSONDoc, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     Column("correlation_id", String(128)),
-    Column("matched", Integer, nullable=False),  # 1 when customer and event type are known
+    # 1 when customer and event type were known at receipt; billing reads events by
+    # customer and type, so an unmatched event is billed once its mapping exists.
+    Column("matched", Integer, nullable=False),
     UniqueConstraint("source", "event_id", name="uq_usage_events_source_event_id"),
     Index("ix_usage_events_customer_type_time", "customer_id", "event_type", "timestamp"),
 )

@@ -19,7 +19,16 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical import correlation, errors
 from canonical.ids import new_id
-from canonical.model import Base, Invoice, InvoiceLine, Meter, RatedCharge, Subscription
+from canonical.model import (
+    Base,
+    Invoice,
+    InvoiceLine,
+    LegalEntity,
+    Meter,
+    PricePlan,
+    RatedCharge,
+    Subscription,
+)
 from canonical.money import total
 from canonical.time import Period, utcnow
 from process_apis.billing.aggregation import MeterQuantity, aggregate
@@ -28,6 +37,7 @@ from process_apis.exceptions.service import raise_exception
 from process_apis.invoices.store import next_invoice_number, write_invoice
 from process_apis.posting.service import PostingService
 from process_apis.tables import billing_runs, invoices
+from process_apis.usage.service import UsageService
 from system_apis.billing.port import BillingPort, RatingRequest
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
@@ -70,6 +80,27 @@ def _run(row) -> BillingRun:
     )
 
 
+class _RunMasterData:
+    """Plans, meters and legal entities read once per run, not once per subscription."""
+
+    def __init__(self, billing: BillingPort, erp: ErpPort, meters: list[Meter]) -> None:
+        self._billing = billing
+        self._erp = erp
+        self.meters = {m.code: m for m in meters}
+        self._plans: dict[str, PricePlan] = {}
+        self._entities: dict[str, LegalEntity] = {}
+
+    async def plan(self, plan_id: str) -> PricePlan:
+        if plan_id not in self._plans:
+            self._plans[plan_id] = await self._billing.get_plan(plan_id)
+        return self._plans[plan_id]
+
+    async def legal_entity(self, entity_id: str) -> LegalEntity:
+        if entity_id not in self._entities:
+            self._entities[entity_id] = await self._erp.get_legal_entity(entity_id)
+        return self._entities[entity_id]
+
+
 class BillingRunService:
     def __init__(
         self,
@@ -79,6 +110,7 @@ class BillingRunService:
         tax: TaxPort,
         erp: ErpPort,
         posting: PostingService,
+        usage: UsageService,
     ) -> None:
         self._sessions = sessions
         self._crm = crm
@@ -86,6 +118,7 @@ class BillingRunService:
         self._tax = tax
         self._erp = erp
         self._posting = posting
+        self._usage = usage
 
     async def get(self, run_id: str) -> BillingRun:
         async with self._sessions() as session:
@@ -120,14 +153,15 @@ class BillingRunService:
                     created_at=now,
                 )
             )
+        await self._usage.rematch()
         subscriptions = await self._crm.subscriptions_active_between(
             period.first_day, period.end.date(), customer_ids
         )
-        meters = {m.code: m for m in await self._billing.list_meters()}
+        masters = _RunMasterData(self._billing, self._erp, await self._billing.list_meters())
         for subscription in subscriptions:
             counts.subscriptions += 1
             try:
-                created = await self._invoice_subscription(run_id, subscription, period, meters)
+                created = await self._invoice_subscription(run_id, subscription, period, masters)
             except (
                 errors.UpstreamError,
                 errors.BusinessRuleViolation,
@@ -179,18 +213,18 @@ class BillingRunService:
             return found.first() is not None
 
     async def _invoice_subscription(
-        self, run_id: str, subscription: Subscription, period: Period, meters: dict[str, Meter]
+        self, run_id: str, subscription: Subscription, period: Period, masters: _RunMasterData
     ) -> int:
         if await self._already_billed(subscription.id, period):
             return 0
         customer = await self._crm.get_customer(subscription.customer_id)
         rated: list[tuple[RatedCharge, MeterQuantity | None]] = []
         for segment in segments(subscription, period):
-            plan = await self._billing.get_plan(segment.plan_id)
+            plan = await masters.plan(segment.plan_id)
             plan_meters = [
-                meters[c.meter_code]
+                masters.meters[c.meter_code]
                 for c in plan.charges
-                if getattr(c, "meter_code", None) in meters
+                if getattr(c, "meter_code", None) in masters.meters
             ]
             async with self._sessions() as session:
                 quantities = await aggregate(
@@ -213,7 +247,7 @@ class BillingRunService:
             rated.extend((c, quantities.get(c.meter_code or "")) for c in charges)
         if not rated:
             return 0
-        entity = await self._erp.get_legal_entity(customer.legal_entity_id)
+        entity = await masters.legal_entity(customer.legal_entity_id)
         by_currency: dict[str, list[tuple[RatedCharge, MeterQuantity | None]]] = defaultdict(list)
         for charge, quantity in rated:
             by_currency[charge.currency].append((charge, quantity))

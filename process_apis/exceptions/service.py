@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import correlation, errors
 from canonical.ids import new_id
 from canonical.model import ExceptionRecord
+from canonical.persistence import upsert_insert
 from canonical.time import utcnow
 from process_apis.tables import exceptions
 
@@ -29,8 +29,7 @@ async def raise_exception(
     """Open (or re-open and count) the exception for ``(kind, subject)`` in ``session``'s
     transaction, so it commits atomically with the work that found it."""
     now = utcnow()
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(exceptions).values(
+    stmt = upsert_insert(exceptions, session.bind.dialect.name).values(
         id=new_id("exc"),
         kind=kind,
         subject=subject,

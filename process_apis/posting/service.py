@@ -79,9 +79,8 @@ class PostingService:
         return "posted"
 
     async def _submit(self, invoice: Invoice) -> ErpDocument:
-        existing = await self._erp.find_document(invoice.id)
-        if existing is not None:
-            return existing
+        # No lookup first: the ERP answers a repeated external_ref with the document it
+        # already holds, so a re-drive after a crash costs one call, not two.
         customer = await self._crm.get_customer(invoice.customer_id)
         document = ErpInvoice(
             external_ref=invoice.id,

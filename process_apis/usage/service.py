@@ -11,14 +11,13 @@ import contextlib
 from collections import Counter
 from typing import Literal
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical import correlation
 from canonical.model import Base
 from canonical.persistence import insert_ignore
 from canonical.time import utcnow
-from process_apis.exceptions.service import raise_exception
+from process_apis.exceptions.service import ExceptionService, raise_exception
 from process_apis.tables import usage_events
 from process_apis.usage.formats import IngestEvent
 from process_apis.usage.policy import EventTimePolicy
@@ -54,15 +53,30 @@ class UsageService:
         sessions: async_sessionmaker,
         crm: CrmPort,
         billing: BillingPort,
+        exceptions: ExceptionService,
         policy: EventTimePolicy | None = None,
     ) -> None:
         self._sessions = sessions
         self._crm = crm
         self._billing = billing
+        self._exceptions = exceptions
         self._policy = policy or EventTimePolicy()
         # SQLite allows one writer: waiting on a process-local lock is far cheaper than
         # colliding on the database lock and backing off (busy_timeout polling).
         self._write_lock = asyncio.Lock() if _is_sqlite(sessions) else contextlib.nullcontext()
+
+    async def rematch(self) -> int:
+        """Close the unknown-customer and unknown-event-type exceptions whose mapping now
+        exists; their events, already stored, are billed by the next run. Returns how
+        many exceptions were closed."""
+        customers = await self._exceptions.open_subjects("unknown_customer")
+        event_types = await self._exceptions.open_subjects("unknown_event_type")
+        known_customers = await self._crm.known_customer_ids(customers) if customers else set()
+        known_types = (
+            set(await self._billing.meters_for_event_types(event_types)) if event_types else set()
+        )
+        closed = await self._exceptions.resolve_subjects("unknown_customer", known_customers)
+        return closed + await self._exceptions.resolve_subjects("unknown_event_type", known_types)
 
     async def ingest(self, events: list[IngestEvent]) -> IngestResult:
         received_at = utcnow()
@@ -158,19 +172,3 @@ class UsageService:
             unmatched=unmatched,
             results=[r for r in results if r is not None],
         )
-
-    async def mark_matched(self, customer_ids: set[str], event_types: set[str]) -> int:
-        """Flag stored events whose customer and type are now both known."""
-        if not customer_ids or not event_types:
-            return 0
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                sa.update(usage_events)
-                .where(
-                    usage_events.c.matched == 0,
-                    usage_events.c.customer_id.in_(customer_ids),
-                    usage_events.c.event_type.in_(event_types),
-                )
-                .values(matched=1)
-            )
-        return result.rowcount or 0

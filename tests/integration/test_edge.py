@@ -104,8 +104,11 @@ async def test_traceparent_supplies_the_correlation_id(client):
     assert response.headers["x-correlation-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-async def test_correlation_id_is_stored_on_events(client):
+async def test_correlation_id_is_stored_on_events_and_their_exceptions(client):
+    import sqlalchemy as sa
+
     from canonical.time import utcnow
+    from process_apis.tables import usage_events
 
     await client.post(
         "/process/usage/v1/events",
@@ -122,6 +125,9 @@ async def test_correlation_id_is_stored_on_events(client):
     )
     exceptions = (await client.get("/process/exceptions/v1/")).json()["data"]
     assert exceptions[0]["correlation_id"] == "ingest-7"
+    async with client.container.sessions() as session:
+        stored = await session.execute(sa.select(usage_events.c.correlation_id))
+    assert stored.scalars().all() == ["ingest-7"]
 
 
 async def test_readiness_checks_the_database(client):

@@ -9,12 +9,12 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.errors import Conflict, NotFound
 from canonical.model import Charge, Code, Meter, PricePlan, RatedCharge
+from canonical.persistence import upsert
 from canonical.time import utcnow
 from system_apis.billing.port import (
     EventType,
@@ -48,13 +48,7 @@ def _matches(value: str, kind: Any) -> bool:
 
 async def _upsert(s: AsyncSession, table, values: dict[str, Any]) -> None:
     """Insert, or on an existing ``code`` replace everything but id and created_at."""
-    dialect = postgresql if s.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values)
-    keep = {"id", "code", "created_at"}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["code"],
-        set_={name: stmt.excluded[name] for name in values if name not in keep},
-    )
+    stmt = upsert(table, s.bind.dialect.name, values, ["code"], keep=("id", "created_at"))
     try:
         await s.execute(stmt)
     except IntegrityError:

@@ -11,12 +11,12 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.errors import Conflict, NotFound
 from canonical.ids import new_id
 from canonical.model import Amendment, Customer, Subscription
+from canonical.persistence import upsert
 from canonical.time import utcnow
 from system_apis.crm.reference import rules
 from system_apis.crm.reference.tables import accounts, amendments, subscriptions
@@ -47,15 +47,6 @@ def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
         yield values[i : i + CHUNK]
 
 
-def _upsert(session: AsyncSession, table: sa.Table, row: dict, update: list[str]):
-    """``INSERT ... ON CONFLICT (id) DO UPDATE``: atomic on both backends."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**row)
-    return stmt.on_conflict_do_update(
-        index_elements=["id"], set_={c: stmt.excluded[c] for c in update}
-    )
-
-
 def _customer(row) -> Customer:
     return Customer(id=row.id, **{c: getattr(row, c) for c in _CUSTOMER_COLUMNS})
 
@@ -74,7 +65,7 @@ class ReferenceCrm:
                 await self._check_parent(s, customer.id, customer.parent_id)
             row = {"id": customer.id, "created_at": now, "updated_at": now}
             row |= {c: getattr(customer, c) for c in _CUSTOMER_COLUMNS}
-            await s.execute(_upsert(s, accounts, row, [*_CUSTOMER_COLUMNS, "updated_at"]))
+            await s.execute(upsert(accounts, s.bind.dialect.name, row, ["id"]))
         return customer
 
     async def _check_parent(self, s: AsyncSession, customer_id: str, parent_id: str) -> None:
@@ -145,8 +136,7 @@ class ReferenceCrm:
                 "created_at": now,
                 "updated_at": now,
             }
-            update = ["customer_id", "plan_id", "start_date", "end_date", "updated_at"]
-            await s.execute(_upsert(s, subscriptions, row, update))
+            await s.execute(upsert(subscriptions, s.bind.dialect.name, row, ["id"]))
             # A PUT carries the whole subscription: its amendments replace the stored ones.
             await s.execute(
                 sa.delete(amendments).where(amendments.c.subscription_id == subscription.id)

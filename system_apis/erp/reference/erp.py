@@ -12,7 +12,6 @@ from collections import defaultdict
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,7 +19,7 @@ from canonical import correlation
 from canonical.errors import BusinessRuleViolation, InvalidRequest, NotFound
 from canonical.model import ErpDocument, ErpInvoice, ErpItem, LegalEntity
 from canonical.money import is_currency
-from canonical.persistence import insert_ignore
+from canonical.persistence import insert_ignore, upsert
 from canonical.time import Period, utcnow
 from system_apis.erp.port import (
     CODE_PATTERN,
@@ -76,14 +75,6 @@ def _period_of(text: str) -> str:
         ) from None
 
 
-def _upsert(s: AsyncSession, table: sa.Table, keys: list[str], row: dict):
-    dialect = postgresql if s.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**row)
-    return stmt.on_conflict_do_update(
-        index_elements=keys, set_={c: stmt.excluded[c] for c in row if c not in keys}
-    )
-
-
 class ReferenceErp:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
@@ -105,7 +96,7 @@ class ReferenceErp:
             )
         async with self._sessions.begin() as s:
             row = {f: getattr(entity, f) for f in entity.__struct_fields__}
-            await s.execute(_upsert(s, legal_entities, ["id"], row))
+            await s.execute(upsert(legal_entities, s.bind.dialect.name, row, ["id"]))
         return entity
 
     async def get_legal_entity(self, entity_id: str) -> LegalEntity:
@@ -135,7 +126,7 @@ class ReferenceErp:
             )
         async with self._sessions.begin() as s:
             row = {"code": item.code, "name": item.name, "revenue_account": item.revenue_account}
-            await s.execute(_upsert(s, items, ["code"], row))
+            await s.execute(upsert(items, s.bind.dialect.name, row, ["code"]))
         return item
 
     async def list_items(self) -> list[ErpItem]:
@@ -159,7 +150,9 @@ class ReferenceErp:
                 "status": status,
                 "updated_at": utcnow(),
             }
-            await s.execute(_upsert(s, periods, ["legal_entity_id", "period"], row))
+            await s.execute(
+                upsert(periods, s.bind.dialect.name, row, ["legal_entity_id", "period"])
+            )
         return AccountingPeriod(legal_entity_id=legal_entity_id, period=period, status=status)
 
     async def get_period(self, legal_entity_id: str, period: str) -> AccountingPeriod:
