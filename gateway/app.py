@@ -1,21 +1,29 @@
 """``create_app``: the gateway assembling the three layers behind one front door.
 
-Order of the edge, outermost first: correlation ID → (authentication and rate limiting
-plug in here) → routing → handlers; every error leaves as problem+json."""
+Order of the edge, outermost first: correlation ID → security headers → CORS → routing →
+authentication and scopes → rate limits → handlers; every error leaves as problem+json."""
 
 from __future__ import annotations
 
 import logging
 
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Server
+from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme, Server
 from litestar.routes import HTTPRoute
 
+from canonical.access import SCOPES, SECURITY_SCHEME
 from experience_apis.portal.routes import router as portal_router
 from gateway import health, openapi_routes
+from gateway.auth.middleware import PUBLIC, AuthenticationMiddleware, requirement_of
+from gateway.auth.routes import router as oauth_router
+from gateway.auth.server import TOKEN_PATH
 from gateway.correlation import CorrelationLogFilter, CorrelationMiddleware
+from gateway.edge import SecurityHeadersMiddleware, check_issuer
 from gateway.problems import exception_handlers
+from gateway.rate_limit import RateLimitMiddleware
 from gateway.settings import Settings
 from gateway.wiring import Container, build_container
 from process_apis.billing.routes import router as billing_process_router
@@ -39,6 +47,18 @@ API_ROUTERS = [
     ("process-exceptions", exceptions_router),
     ("experience-portal", portal_router),
     ("gateway-health", health.router),
+    ("gateway-oauth", oauth_router),
+]
+
+# Headers browsers may send to, and read from, the APIs when CORS is on.
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-ID"]
+CORS_EXPOSE_HEADERS = [
+    "X-Correlation-ID",
+    "Idempotent-Replayed",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
+    "Location",
 ]
 
 VERSION = "1.0.0"
@@ -75,10 +95,35 @@ def _fix_allow_on_options(app: Litestar) -> None:
                     cell.cell_contents = route
 
 
+def security_scheme(settings: Settings) -> SecurityScheme:
+    """The OAuth 2.0 client credentials scheme every contract declares."""
+    token_url = (
+        TOKEN_PATH
+        if not settings.oauth_external_issuer
+        else settings.oauth_external_issuer.rstrip("/") + TOKEN_PATH
+    )
+    return SecurityScheme(
+        type="oauth2",
+        description="OAuth 2.0 client credentials; send the access token as a Bearer token.",
+        flows=OAuthFlows(client_credentials=OAuthFlow(token_url=token_url, scopes=dict(SCOPES))),
+    )
+
+
+def _check_declarations(app: Litestar) -> None:
+    """Every route states its scopes or that it is public; nothing is open by omission."""
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if isinstance(handler, HTTPRouteHandler):
+                    requirement_of(handler)
+
+
 def create_app(settings: Settings | None = None, container: Container | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    check_issuer(settings)
     container = container or build_container(settings)
     _configure_logging(settings.log_level)
+    cors_origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
     async def close_container() -> None:
         await container.aclose()
@@ -88,18 +133,38 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         dependencies=container.dependencies(),
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
+        middleware=[AuthenticationMiddleware, RateLimitMiddleware()],
+        cors_config=CORSConfig(
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
+        if cors_origins
+        else None,
         on_shutdown=[close_container],
         openapi_config=OpenAPIConfig(
             title="Meterline",
             version=VERSION,
             servers=[Server(url="/")],
             path="/schema",
+            components=Components(security_schemes={SECURITY_SCHEME: security_scheme(settings)}),
+            openapi_router=Router(
+                "/schema", route_handlers=[], include_in_schema=False, opt=PUBLIC
+            ),
         ),
         debug=False,
     )
     app.state.container = container
+    app.state.token_verifier = container.token_verifier
+    app.state.rate_limits = container.rate_limits
     _fix_allow_on_options(app)
+    _check_declarations(app)
     # Outermost, around Litestar's own exception handling, so that routing errors (404,
-    # 405) and oversized bodies carry the correlation ID too.
-    app.asgi_handler = CorrelationMiddleware(app.asgi_handler)
+    # 405) and oversized bodies carry the correlation ID and security headers too.
+    app.asgi_handler = CorrelationMiddleware(
+        SecurityHeadersMiddleware(app.asgi_handler, hsts=settings.hsts)
+    )
     return app

@@ -28,19 +28,36 @@ def migrate() -> None:
 
 
 @main.command()
-def seed() -> None:
-    """Load the demo data (idempotent)."""
+@click.option(
+    "--credentials-file",
+    default="var/demo-clients.json",
+    show_default=True,
+    help="Where to write the demo clients' credentials (readable by you only).",
+)
+def seed(credentials_file: str) -> None:
+    """Load the demo data (idempotent) and give the demo OAuth clients new secrets."""
+    import os
+    from pathlib import Path
+
+    import msgspec
+
     from gateway.demo import seed as seed_demo
-    from gateway.wiring import build_container
+    from gateway.demo import seed_clients
 
-    async def go():
-        container = build_container(Settings.from_env())
-        try:
-            return await seed_demo(container)
-        finally:
-            await container.aclose()
+    async def work(container):
+        return await seed_demo(container), await seed_clients(container)
 
-    click.echo(f"seeded demo data: {json.dumps(asyncio.run(go()))}")
+    summary, credentials = _with_container(work)
+    click.echo(f"seeded demo data: {json.dumps(summary)}")
+    path = Path(credentials_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(msgspec.json.format(msgspec.json.encode(credentials)))
+    click.echo(f"demo OAuth clients (new secrets, also in {path}):")
+    for c in credentials:
+        partner = f"  partner={c.partner_id}" if c.partner_id else ""
+        click.echo(f"  {c.client_id:24} {c.client_secret}  [{' '.join(c.scopes)}]{partner}")
 
 
 @main.command()
@@ -87,6 +104,102 @@ def worker(interval: float, once: bool) -> None:
             await container.aclose()
 
     asyncio.run(go())
+
+
+def _with_container(work):
+    """Run ``work(container)`` on a container built from the environment, then close it."""
+    from gateway.wiring import build_container
+
+    async def go():
+        container = build_container(Settings.from_env())
+        try:
+            return await work(container)
+        finally:
+            await container.aclose()
+
+    return asyncio.run(go())
+
+
+def _print_credentials(credentials, as_json: bool) -> None:
+    import msgspec
+
+    if as_json:
+        click.echo(msgspec.json.encode(credentials).decode())
+        return
+    click.echo(f"client_id:     {credentials.client_id}")
+    click.echo(f"client_secret: {credentials.client_secret}")
+    click.echo(f"scopes:        {' '.join(credentials.scopes)}")
+    if credentials.partner_id:
+        click.echo(f"partner:       {credentials.partner_id}")
+    click.echo("The secret is shown only now; store it in your secret manager.", err=True)
+
+
+@main.group()
+def clients() -> None:
+    """OAuth clients: register, list, disable, new secret."""
+
+
+@clients.command("create")
+@click.option("--name", required=True, help="Who the client is (shown in listings).")
+@click.option("--scopes", required=True, help='Space-separated, e.g. "usage:write".')
+@click.option("--partner", default=None, help="Confine the client to this partner's customers.")
+@click.option("--client-id", default=None, help="Choose the client_id (default: generated).")
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+def clients_create(
+    name: str, scopes: str, partner: str | None, client_id: str | None, as_json: bool
+) -> None:
+    """Register a client and print its secret (once)."""
+    from canonical.errors import MeterlineError
+
+    async def work(container):
+        return await container.clients.create(
+            name, scopes.split(), partner_id=partner, client_id=client_id
+        )
+
+    try:
+        credentials = _with_container(work)
+    except MeterlineError as exc:
+        raise click.ClickException(exc.detail) from exc
+    _print_credentials(credentials, as_json)
+
+
+@clients.command("list")
+def clients_list() -> None:
+    """List registered clients (never their secrets)."""
+    for c in _with_container(lambda container: container.clients.list()):
+        state = "active" if c.active else "disabled"
+        partner = f" partner={c.partner_id}" if c.partner_id else ""
+        click.echo(f"{c.client_id}  {state:8}  {c.name!r}  [{' '.join(c.scopes)}]{partner}")
+
+
+@clients.command("disable")
+@click.argument("client_id")
+def clients_disable(client_id: str) -> None:
+    """Stop issuing tokens to a client (tokens already issued expire on their own)."""
+    _with_container(lambda container: container.clients.set_active(client_id, False))
+    click.echo(f"disabled {client_id}")
+
+
+@clients.command("reset-secret")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+def clients_reset_secret(client_id: str, as_json: bool) -> None:
+    """Replace a client's secret and print the new one (once)."""
+    _print_credentials(
+        _with_container(lambda container: container.clients.reset_secret(client_id)), as_json
+    )
+
+
+@main.group()
+def keys() -> None:
+    """Token signing keys."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Sign new tokens with a new key; the old key stays published until its tokens expire."""
+    kid = _with_container(lambda container: container.keyring.rotate())
+    click.echo(f"signing with {kid}")
 
 
 @main.command()

@@ -101,8 +101,14 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
         "The request does not match the contract (`validation_failed`, "
         "`malformed_body`, `invalid_events`) or a system refuses it (`invalid_request`).",
     ),
-    "401": ("Unauthorized", "Authentication is missing or invalid (`unauthorized`)."),
-    "403": ("Forbidden", "The client may not do this (`forbidden`)."),
+    "401": (
+        "Unauthorized",
+        "No access token, or not a valid one (`invalid_token`); see `WWW-Authenticate`.",
+    ),
+    "403": (
+        "Forbidden",
+        "The access token lacks the operation's scope (`insufficient_scope`).",
+    ),
     "404": ("NotFound", "No such resource, or not yours (`not_found` or a more specific code)."),
     "406": ("NotAcceptable", "No acceptable representation (`not_acceptable`)."),
     "409": (
@@ -145,6 +151,10 @@ _IDEMPOTENT_BAD_REQUEST = (
     "an `Idempotency-Key`.",
 )
 _RETRY_AFTER_STATUSES = frozenset({"429", "503"})
+_CHALLENGE_STATUSES = frozenset({"401", "403"})
+# APIs that are not rate limited (probes must always answer).
+UNLIMITED_APIS = frozenset({"gateway-health"})
+RATE_LIMIT_HEADERS = ("RateLimit-Policy", "RateLimit")
 
 _PROBLEM_SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -198,6 +208,24 @@ _HEADERS: dict[str, Any] = {
         "with the same Idempotency-Key.",
         "required": False,
         "schema": {"type": "string", "enum": ["true"]},
+    },
+    "WWW-Authenticate": {
+        "description": 'The Bearer challenge (RFC 6750), e.g. `Bearer realm="meterline", '
+        'error="invalid_token"`.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": "The rate-limit policy applied (draft-ietf-httpapi-ratelimit-headers), "
+        'e.g. `"read";q=200;w=1`: quota `q` per window of `w` seconds.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of it, e.g. `"read";r=199;t=1`: `r` requests remain, '
+        "the window resets in `t` seconds.",
+        "required": True,
+        "schema": {"type": "string"},
     },
 }
 
@@ -340,6 +368,11 @@ def _problem_response(name: str, description: str, status: str) -> dict[str, Any
     headers: dict[str, Any] = {CORRELATION_HEADER: dict(_CORRELATION_REF)}
     if status in _RETRY_AFTER_STATUSES:
         headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+    if status in _CHALLENGE_STATUSES:
+        headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}
+    if status == "429":
+        for name in RATE_LIMIT_HEADERS:
+            headers[name] = {"$ref": f"#/components/headers/{name}"}
     return {
         "description": description,
         "headers": headers,
@@ -357,13 +390,27 @@ def _problem_statuses(api: str, path: str, method: str, operation: dict[str, Any
         statuses.add("404")
     if has_body:
         statuses |= {"413", "415"}
-    if method in WRITE_METHODS:
+    if method in WRITE_METHODS and api != "gateway-oauth":
         statuses |= {"409", "422"}
     if api.startswith(UPSTREAM_PREFIXES):
         statuses |= {"502", "503"}
     if api == "gateway-health" and path.endswith("/ready"):
         statuses.add("503")
+    if operation.get("security"):
+        statuses |= {"401", "403"}
+    if api not in UNLIMITED_APIS:
+        statuses.add("429")
     return statuses
+
+
+def _own_error_response(response: Any) -> bool:
+    """An error response an operation documents itself in another format than problem+json
+    (the token endpoint answers in RFC 6749's)."""
+    content = response.get("content", {}) if isinstance(response, dict) else {}
+    return any(
+        media.get("schema", {}).get("$ref", "").endswith("/TokenError")
+        for media in content.values()
+    )
 
 
 def _fix_operation(api: str, path: str, method: str, operation: dict[str, Any]) -> None:
@@ -387,8 +434,17 @@ def _fix_operation(api: str, path: str, method: str, operation: dict[str, Any]) 
                 headers["Idempotent-Replayed"] = {
                     "$ref": "#/components/headers/Idempotent-Replayed"
                 }
+            if api not in UNLIMITED_APIS:
+                for header in RATE_LIMIT_HEADERS:
+                    headers[header] = {"$ref": f"#/components/headers/{header}"}
             response["headers"] = headers
     for status in statuses:
+        if _own_error_response(responses.get(status)):
+            headers = {CORRELATION_HEADER: dict(_CORRELATION_REF)}
+            if status == "401":
+                headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}
+            responses[status]["headers"] = headers
+            continue
         name = _PROBLEMS.get(status, (None,))[0]
         if status == "400" and idempotent:
             name = _IDEMPOTENT_BAD_REQUEST[0]
@@ -448,6 +504,8 @@ def build_contracts(app: Litestar) -> dict[str, dict[str, Any]]:
                 _fix_operation(name, path, method, operation)
             paths[path] = {**item, **ordered}
         used = _used_components(paths, components)
+        # Every contract declares the OAuth 2.0 scheme (and its scopes), used or not.
+        used |= {("securitySchemes", n) for n in components.get("securitySchemes", {})}
         document_components = {
             kind: {n: components[kind][n] for n in sorted(components[kind]) if (kind, n) in used}
             for kind in sorted(components)

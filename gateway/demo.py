@@ -25,6 +25,7 @@ from canonical.model import (
     VolumeCharge,
 )
 from canonical.time import Period, utcnow
+from gateway.auth.clients import IssuedCredentials
 from gateway.wiring import Container
 from process_apis.usage.formats import IngestEvent
 
@@ -179,6 +180,7 @@ CUSTOMERS = [
         billing_country="FR",
         currency="EUR",
         tax_id="FR40303265045",
+        partner_id="prt_northwind",
     ),
     Customer(
         id="cus_school",
@@ -187,6 +189,7 @@ CUSTOMERS = [
         billing_country="DE",
         currency="EUR",
         tax_status="exempt",
+        partner_id="prt_northwind",
     ),
     Customer(
         id="cus_globex",
@@ -195,6 +198,7 @@ CUSTOMERS = [
         billing_country="US",
         currency="USD",
         us_state="NY",
+        partner_id="prt_harbor",
     ),
 ]
 
@@ -255,6 +259,42 @@ def demo_events(today: date, per_customer: int = 200) -> list[IngestEvent]:
                 )
             )
     return events
+
+
+# Demo OAuth clients: (client_id, name, scopes, partner).
+DEMO_CLIENTS = [
+    (
+        "demo-operator",
+        "Demo operator (every first-party scope)",
+        "usage:write billing:run billing:read finance:read finance:write portal:read "
+        "system:read system:write",
+        None,
+    ),
+    ("demo-ingest", "Demo product service (sends usage)", "usage:write", None),
+    ("demo-portal", "Demo customer portal", "portal:read", None),
+    (
+        "demo-partner-northwind",
+        "Demo partner Northwind",
+        "partner:read portal:read",
+        "prt_northwind",
+    ),
+]
+
+
+async def seed_clients(container: Container) -> list[IssuedCredentials]:
+    """Register the demo clients, or give them new secrets if they exist: secrets are
+    never stored in clear, so the only way to show them again is to replace them."""
+    issued = []
+    for client_id, name, scopes, partner in DEMO_CLIENTS:
+        if await container.clients.find(client_id) is None:
+            issued.append(
+                await container.clients.create(
+                    name, scopes.split(), partner_id=partner, client_id=client_id
+                )
+            )
+        else:
+            issued.append(await container.clients.reset_secret(client_id))
+    return issued
 
 
 async def seed(container: Container) -> dict[str, int]:

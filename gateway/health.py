@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from litestar import Request, Response, Router, get
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.auth.middleware import PUBLIC
 from gateway.problems import problem_response
 
 __all__ = ["router"]
@@ -36,4 +37,4 @@ async def ready(request: Request, sessions: async_sessionmaker) -> Response[Heal
     return Response(Health(status="ok", checks={"database": "ok"}))
 
 
-router = Router(path="/health", route_handlers=[live, ready], tags=["gateway-health"])
+router = Router(path="/health", route_handlers=[live, ready], tags=["gateway-health"], opt=PUBLIC)

@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from gateway.auth.tables import metadata as auth_metadata
 from process_apis.tables import metadata as process_metadata
 from system_apis.billing.reference.tables import metadata as billing_metadata
 from system_apis.crm.reference.tables import metadata as crm_metadata
@@ -17,7 +18,14 @@ from system_apis.tax.reference.tables import metadata as tax_metadata
 __all__ = ["ALL_METADATA", "alembic_config", "upgrade"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-ALL_METADATA = [crm_metadata, billing_metadata, tax_metadata, erp_metadata, process_metadata]
+ALL_METADATA = [
+    crm_metadata,
+    billing_metadata,
+    tax_metadata,
+    erp_metadata,
+    process_metadata,
+    auth_metadata,
+]
 
 
 def alembic_config(url: str) -> Config:

@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, Router, get
 from litestar.exceptions import NotFoundException
 
+from gateway.auth.middleware import PUBLIC
 from gateway.contracts import build_contracts, render_json, render_yaml
 
 __all__ = ["router"]
@@ -47,4 +48,4 @@ def contract(request: Request, filename: str) -> Response[str]:
     raise NotFoundException(f"no contract {filename!r}; see /openapi/")
 
 
-router = Router(path="/openapi", route_handlers=[index, contract])
+router = Router(path="/openapi", route_handlers=[index, contract], opt=PUBLIC)

@@ -15,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from canonical import correlation, errors
+from gateway.errors import GatewayError, InsufficientScope, RateLimited, Unauthenticated
 
 __all__ = ["PROBLEM_BASE", "Problem", "exception_handlers", "problem_response"]
 
@@ -25,6 +26,9 @@ MEDIA_TYPE = "application/problem+json"
 
 # Most specific first: the first class an error is an instance of decides the status.
 STATUS_BY_ERROR: list[tuple[type[errors.MeterlineError], int]] = [
+    (Unauthenticated, 401),
+    (InsufficientScope, 403),
+    (RateLimited, 429),
     (errors.NotFound, 404),
     (errors.IdempotencyKeyRequired, 400),
     (errors.IdempotencyKeyReused, 422),
@@ -103,7 +107,7 @@ def _status_for(exc: errors.MeterlineError) -> int:
 
 def _domain(request: Request, exc: errors.MeterlineError) -> Response:
     status = _status_for(exc)
-    headers = None
+    headers = dict(exc.headers) if isinstance(exc, GatewayError) else None
     if isinstance(exc, errors.SystemThrottled):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     if status >= 500:

@@ -26,6 +26,44 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"
 
+    # --- OAuth 2.0 -------------------------------------------------------------------
+    # Issuer identifier of the built-in authorization server (``iss`` of its tokens and
+    # base of its metadata); the gateway's public URL in production.
+    oauth_issuer: str = "http://127.0.0.1:8000"
+    # ``aud`` every access token must carry to be accepted here.
+    oauth_audience: str = "meterline"
+    access_token_ttl_seconds: int = 900
+    # Validate tokens of an external authorization server instead (both must be set):
+    # its issuer identifier and its JWKS URL. The built-in token endpoint then refuses.
+    oauth_external_issuer: str | None = None
+    oauth_external_jwks_url: str | None = None
+    # Seconds between two JWKS refreshes triggered by an unknown ``kid``.
+    jwks_refresh_min_seconds: float = 10.0
+
+    # --- Rate limits (``limits`` syntax: "100/second", several joined by ";") --------
+    # "moving-window" (exact) or "sliding-window-counter" (cheaper, approximate).
+    rate_limit_strategy: str = "moving-window"
+    rate_limit_ingest: str = "1000/second"
+    rate_limit_read: str = "200/second"
+    rate_limit_write: str = "50/second"
+    rate_limit_billing_run: str = "30/minute"
+    rate_limit_system: str = "500/second"
+    rate_limit_partner: str = "20/second"
+    # Token endpoint: per source IP before authentication, per client after it.
+    rate_limit_token_ip: str = "60/minute"
+    rate_limit_token_client: str = "30/minute"
+    # Prefix of every Redis key the gateway writes (rate-limit counters and more).
+    redis_key_prefix: str = "meterline"
+    # Peers allowed to set X-Forwarded-For (comma-separated IPs or CIDRs); by default
+    # nobody is, and the client IP is the TCP peer.
+    trusted_proxies: str = ""
+
+    # --- Edge --------------------------------------------------------------------------
+    # Origins allowed to call the APIs from a browser (comma-separated); none by default.
+    cors_origins: str = ""
+    # Send Strict-Transport-Security (only behind TLS).
+    hsts: bool = False
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
         env = dict(os.environ if env is None else env)

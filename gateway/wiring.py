@@ -7,11 +7,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import msgspec
+from litestar import Request
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from canonical.access import Caller
 from canonical.persistence import create_engine, session_factory
 from experience_apis.portal.service import PortalService
+from gateway.auth.clients import ClientRegistry
+from gateway.auth.keys import KeyRing
+from gateway.auth.server import TokenIssuer
+from gateway.auth.tokens import KeySource, LocalKeys, RemoteJwks, TokenVerifier
+from gateway.rate_limit import RateLimits, build_rate_limits
 from gateway.settings import Settings
 from process_apis.billing.runs import BillingRunService
 from process_apis.customers import CustomerDirectory
@@ -47,6 +54,13 @@ class Container(msgspec.Struct, kw_only=True):
     posting: PostingService
     billing_runs: BillingRunService
     portal: PortalService
+    clients: ClientRegistry
+    keyring: KeyRing
+    # None when tokens come from an external authorization server.
+    token_issuer: TokenIssuer | None
+    token_verifier: TokenVerifier
+    key_source: KeySource
+    rate_limits: RateLimits
 
     def dependencies(self) -> dict[str, Provide]:
         """Every service a route may ask for, by parameter name."""
@@ -63,13 +77,25 @@ class Container(msgspec.Struct, kw_only=True):
             "posting",
             "billing_runs",
             "portal",
+            "settings",
+            "keyring",
+            "token_issuer",
         )
         provided = {name: _constant(getattr(self, name)) for name in names}
         provided["max_batch_events"] = _constant(self.settings.max_batch_events)
+        provided["caller"] = Provide(_caller, sync_to_thread=False)
         return provided
 
     async def aclose(self) -> None:
+        await self.rate_limits.aclose()
+        if isinstance(self.key_source, RemoteJwks):
+            await self.key_source.aclose()
         await self.engine.dispose()
+
+
+def _caller(request: Request) -> Caller | None:
+    """The authenticated client (set by the gateway's authentication middleware)."""
+    return request.scope.get("auth")
 
 
 def _constant(value) -> Provide:
@@ -90,6 +116,26 @@ def build_container(settings: Settings) -> Container:
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
     usage = UsageService(sessions, crm, billing, exceptions)
+    clients = ClientRegistry(sessions)
+    token_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+    keyring = KeyRing(sessions, token_ttl=token_ttl)
+    external = settings.oauth_external_issuer and settings.oauth_external_jwks_url
+    if external:
+        issuer = settings.oauth_external_issuer
+        key_source: KeySource = RemoteJwks(
+            settings.oauth_external_jwks_url, min_interval=settings.jwks_refresh_min_seconds
+        )
+        token_issuer = None
+    else:
+        issuer = settings.oauth_issuer.rstrip("/")
+        key_source = LocalKeys(keyring)
+        token_issuer = TokenIssuer(
+            clients,
+            keyring,
+            issuer=issuer,
+            audience=settings.oauth_audience,
+            ttl=settings.access_token_ttl_seconds,
+        )
     return Container(
         settings=settings,
         engine=engine,
@@ -107,4 +153,10 @@ def build_container(settings: Settings) -> Container:
         posting=posting,
         billing_runs=BillingRunService(sessions, crm, billing, tax, erp, posting, usage),
         portal=PortalService(invoices, CustomerDirectory(crm)),
+        clients=clients,
+        keyring=keyring,
+        token_issuer=token_issuer,
+        token_verifier=TokenVerifier(key_source, issuer=issuer, audience=settings.oauth_audience),
+        key_source=key_source,
+        rate_limits=build_rate_limits(settings),
     )

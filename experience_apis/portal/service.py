@@ -18,15 +18,25 @@ class PortalService:
         self._invoices = invoices
         self._customers = customers
 
+    async def _visible_customer(self, customer_id: str, partner_id: str | None):
+        """The customer, if the caller may see it. A partner asking for a customer of
+        another tenant gets the same 404 as for one that does not exist: it must not
+        even learn that the id is taken."""
+        customer = await self._customers.get(customer_id)  # 404 for an unknown customer
+        if partner_id is not None and customer.partner_id != partner_id:
+            raise errors.NotFound(f"customer {customer_id} not found")
+        return customer
+
     async def customer_invoices(
         self,
         customer_id: str,
         *,
+        partner_id: str | None = None,
         status: str | None = None,
         limit: int = 20,
         starting_after: str | None = None,
     ) -> PortalInvoiceList:
-        await self._customers.get(customer_id)  # 404 for an unknown customer
+        await self._visible_customer(customer_id, partner_id)
         if status is not None and status not in VISIBLE:
             return PortalInvoiceList(data=[], has_more=False)
         page, has_more = await self._invoices.list(
@@ -36,9 +46,12 @@ class PortalService:
             data=[summary(i) for i in page if i.status in VISIBLE], has_more=has_more
         )
 
-    async def invoice(self, invoice_id: str) -> PortalInvoice:
+    async def invoice(self, invoice_id: str, *, partner_id: str | None = None) -> PortalInvoice:
         invoice = await self._invoices.get(invoice_id)
         if invoice.status not in VISIBLE:
             raise errors.NotFound(f"invoice {invoice_id} not found")
-        customer = await self._customers.get(invoice.customer_id)
+        try:
+            customer = await self._visible_customer(invoice.customer_id, partner_id)
+        except errors.NotFound:
+            raise errors.NotFound(f"invoice {invoice_id} not found") from None
         return detail(invoice, customer)

@@ -8,6 +8,7 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.params import Parameter
 
+from canonical.access import requires
 from canonical.model import Base, Invoice, Page
 from canonical.time import Period
 from process_apis.billing.runs import BillingRun, BillingRunService
@@ -16,6 +17,10 @@ from process_apis.routing import Idempotency, RequiredIdempotencyKey, respond_id
 from system_apis.routing import Limit, StartingAfter, one_of
 
 __all__ = ["router"]
+
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+READ = requires("billing:read")
+RUN = requires("billing:run")
 
 # A calendar month, YYYY-MM, of the years 1900-2999.
 PeriodText = Annotated[str, msgspec.Meta(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$")]
@@ -36,7 +41,13 @@ class InvoiceList(Page):
     data: list[Invoice]
 
 
-@post("/runs", status_code=201, summary="Run billing for a calendar month")
+@post(
+    "/runs",
+    security=RUN,
+    opt={"rate_limit": "billing_run"},
+    status_code=201,
+    summary="Run billing for a calendar month",
+)
 async def create_run(
     request: Request,
     data: RunRequest,
@@ -52,7 +63,7 @@ async def create_run(
     return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
 
 
-@get("/runs", summary="List billing runs")
+@get("/runs", security=READ, summary="List billing runs")
 async def list_runs(
     billing_runs: BillingRunService, limit: Limit = 50, starting_after: StartingAfter = None
 ) -> RunList:
@@ -60,12 +71,12 @@ async def list_runs(
     return RunList(data=runs, has_more=has_more)
 
 
-@get("/runs/{run_id:str}", summary="Get a billing run with its counts")
+@get("/runs/{run_id:str}", security=READ, summary="Get a billing run with its counts")
 async def get_run(billing_runs: BillingRunService, run_id: str) -> BillingRun:
     return await billing_runs.get(run_id)
 
 
-@get("/invoices", summary="List invoices")
+@get("/invoices", security=READ, summary="List invoices")
 async def list_invoices(
     invoices: InvoiceStore,
     customer_id: Annotated[str | None, Parameter(max_length=64, required=False)] = None,
@@ -84,7 +95,7 @@ async def list_invoices(
     return InvoiceList(data=page, has_more=has_more)
 
 
-@get("/invoices/{invoice_id:str}", summary="Get an invoice with its lines and tax")
+@get("/invoices/{invoice_id:str}", security=READ, summary="Get an invoice with its lines and tax")
 async def get_invoice(invoices: InvoiceStore, invoice_id: str) -> Invoice:
     return await invoices.get(invoice_id)
 

@@ -7,11 +7,15 @@ from typing import Annotated
 from litestar import Router, get
 from litestar.params import Parameter
 
+from canonical.access import requires
 from canonical.model import ExceptionRecord, Page
 from process_apis.exceptions.service import ExceptionService
 from system_apis.routing import Limit, StartingAfter, one_of
 
 __all__ = ["router"]
+
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+READ = requires("billing:read")
 
 StatusFilter = one_of("open", "resolved")
 
@@ -20,7 +24,7 @@ class ExceptionList(Page):
     data: list[ExceptionRecord]
 
 
-@get("/", summary="List exceptions")
+@get("/", security=READ, summary="List exceptions")
 async def list_exceptions(
     exceptions: ExceptionService,
     status: StatusFilter = None,
@@ -34,7 +38,7 @@ async def list_exceptions(
     return ExceptionList(data=page, has_more=has_more)
 
 
-@get("/{exception_id:str}", summary="Get an exception")
+@get("/{exception_id:str}", security=READ, summary="Get an exception")
 async def get_exception(exceptions: ExceptionService, exception_id: str) -> ExceptionRecord:
     return await exceptions.get(exception_id)
 

@@ -9,11 +9,15 @@ from litestar import Request, Response, Router, post
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from canonical import errors
+from canonical.access import requires
 from process_apis.routing import Idempotency, IdempotencyKey, respond_idempotently
 from process_apis.usage.formats import CloudEvent, IngestEvent, decode_events
 from process_apis.usage.service import IngestResult, UsageService
 
 __all__ = ["router"]
+
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+WRITE = requires("usage:write")
 
 
 def _inline(schema: dict) -> dict:
@@ -58,6 +62,7 @@ class IngestOperation(Operation):
 
 @post(
     "/events",
+    security=WRITE,
     operation_class=IngestOperation,
     status_code=200,
     summary="Ingest a batch of usage events",
@@ -89,4 +94,9 @@ async def ingest_events(
     )
 
 
-router = Router(path="/process/usage/v1", route_handlers=[ingest_events], tags=["process-usage"])
+router = Router(
+    path="/process/usage/v1",
+    route_handlers=[ingest_events],
+    tags=["process-usage"],
+    opt={"rate_limit": "ingest"},
+)

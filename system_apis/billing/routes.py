@@ -12,6 +12,7 @@ from litestar import Router, get, post, put
 from litestar.exceptions import NotFoundException
 from litestar.params import Dependency, Parameter
 
+from canonical.access import requires
 from canonical.ids import new_id
 from canonical.model import Code, Meter, PricePlan
 from system_apis.billing.port import (
@@ -27,6 +28,10 @@ from system_apis.billing.port import (
 from system_apis.routing import Limit, StartingAfter
 
 __all__ = ["router"]
+
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+READ = requires("system:read")
+WRITE = requires("system:write")
 
 # The port the app provides; it is an implementation, not request data, so the signature
 # model must not try to validate it (a Protocol has no isinstance check).
@@ -54,17 +59,17 @@ EventTypes = Annotated[
 ]
 
 
-@put("/meters/{code:str}", summary="Create or replace a meter", status_code=200)
+@put("/meters/{code:str}", security=WRITE, summary="Create or replace a meter", status_code=200)
 async def put_meter(billing: Port, code: CodePath, data: MeterSpec) -> Meter:
     return await billing.put_meter(data.to_meter(id=new_id("mtr"), code=code))
 
 
-@get("/meters/{code:str}", summary="Get a meter")
+@get("/meters/{code:str}", security=READ, summary="Get a meter")
 async def get_meter(billing: Port, code: CodePath) -> Meter:
     return await billing.get_meter(code)
 
 
-@get("/meters", summary="List meters")
+@get("/meters", security=READ, summary="List meters")
 async def list_meters(
     billing: Port,
     limit: Limit = 20,
@@ -77,17 +82,22 @@ async def list_meters(
 
 
 # Both operations on /plans/{plan} name the segment alike: one path, two readings.
-@put("/plans/{plan:str}", summary="Create or replace a price plan by code", status_code=200)
+@put(
+    "/plans/{plan:str}",
+    security=WRITE,
+    summary="Create or replace a price plan by code",
+    status_code=200,
+)
 async def put_plan(billing: Port, plan: PlanCodePath, data: PlanSpec) -> PricePlan:
     return await billing.put_plan(data.to_plan(id=new_id("plan"), code=plan))
 
 
-@get("/plans/{plan:str}", summary="Get a price plan by id or code")
+@get("/plans/{plan:str}", security=READ, summary="Get a price plan by id or code")
 async def get_plan(billing: Port, plan: PlanRefPath) -> PricePlan:
     return await billing.get_plan(plan)
 
 
-@get("/plans", summary="List price plans")
+@get("/plans", security=READ, summary="List price plans")
 async def list_plans(
     billing: Port, limit: Limit = 20, starting_after: StartingAfter = None
 ) -> PlanList:
@@ -96,6 +106,7 @@ async def list_plans(
 
 @post(
     "/rate",
+    security=WRITE,
     summary="Rate a period's quantities against a plan",
     status_code=200,
     raises=[NotFoundException],
@@ -108,4 +119,5 @@ router = Router(
     path="/system/billing/v1",
     route_handlers=[put_meter, get_meter, list_meters, put_plan, get_plan, list_plans, rate],
     tags=["system-billing"],
+    opt={"rate_limit": "system"},
 )

@@ -13,6 +13,7 @@ from litestar import Router, get, post, put
 from litestar.exceptions import NotFoundException
 from litestar.params import Dependency, Parameter
 
+from canonical.access import requires
 from canonical.ids import new_id
 from canonical.model import Customer, Subscription
 from system_apis.crm.port import (
@@ -30,6 +31,10 @@ from system_apis.routing import Limit, StartingAfter
 
 __all__ = ["router"]
 
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+READ = requires("system:read")
+WRITE = requires("system:write")
+
 Crm = Annotated[CrmPort, Dependency(skip_validation=True)]
 # A caller-chosen id must be able to be a key; lookups take any string (unknown: 404).
 NewId = Annotated[str, Parameter(max_length=64, pattern=ID_PATTERN)]
@@ -46,24 +51,24 @@ CustomerFilter = Annotated[
 
 
 # Creations without a path parameter still answer 404 for an unknown parent or customer.
-@post("/customers", operation_id="crmCreateCustomer", raises=[NotFoundException])
+@post("/customers", security=WRITE, operation_id="crmCreateCustomer", raises=[NotFoundException])
 async def create_customer(crm: Crm, data: CustomerInput) -> Customer:
     """Create a customer account with a server-assigned id (404: unknown parent)."""
     return await crm.put_customer(data.with_id(new_id("cus")))
 
 
-@put("/customers/{customer_id:str}", operation_id="crmPutCustomer")
+@put("/customers/{customer_id:str}", security=WRITE, operation_id="crmPutCustomer")
 async def put_customer(crm: Crm, customer_id: NewId, data: CustomerInput) -> Customer:
     """Create or replace the customer with this (caller-chosen) id."""
     return await crm.put_customer(data.with_id(customer_id))
 
 
-@get("/customers/{customer_id:str}", operation_id="crmGetCustomer")
+@get("/customers/{customer_id:str}", security=READ, operation_id="crmGetCustomer")
 async def get_customer(crm: Crm, customer_id: str) -> Customer:
     return await crm.get_customer(customer_id)
 
 
-@get("/customers", operation_id="crmListCustomers")
+@get("/customers", security=READ, operation_id="crmListCustomers")
 async def list_customers(
     crm: Crm,
     limit: Limit = 50,
@@ -76,13 +81,17 @@ async def list_customers(
     return CustomerList(data=data, has_more=has_more)
 
 
-@post("/known-customers", operation_id="crmKnownCustomers", status_code=200)
+@post("/known-customers", security=READ, operation_id="crmKnownCustomers", status_code=200)
 async def known_customers(crm: Crm, data: CustomerIds) -> KnownCustomers:
     """Which of the given ids are known customers (a read, sent as a body for size)."""
     return KnownCustomers(ids=sorted(await crm.known_customer_ids(data.ids)))
 
 
-@get("/customers/{customer_id:str}/subscriptions", operation_id="crmListCustomerSubscriptions")
+@get(
+    "/customers/{customer_id:str}/subscriptions",
+    security=READ,
+    operation_id="crmListCustomerSubscriptions",
+)
 async def customer_subscriptions(
     crm: Crm, customer_id: str, limit: Limit = 50, starting_after: StartingAfter = None
 ) -> SubscriptionList:
@@ -95,13 +104,18 @@ async def customer_subscriptions(
     return SubscriptionList(data=subs[:limit], has_more=len(subs) > limit)
 
 
-@post("/subscriptions", operation_id="crmCreateSubscription", raises=[NotFoundException])
+@post(
+    "/subscriptions",
+    security=WRITE,
+    operation_id="crmCreateSubscription",
+    raises=[NotFoundException],
+)
 async def create_subscription(crm: Crm, data: SubscriptionInput) -> Subscription:
     """Create a subscription with a server-assigned id (404: unknown customer)."""
     return await crm.put_subscription(data.with_id(new_id("sub")))
 
 
-@put("/subscriptions/{subscription_id:str}", operation_id="crmPutSubscription")
+@put("/subscriptions/{subscription_id:str}", security=WRITE, operation_id="crmPutSubscription")
 async def put_subscription(
     crm: Crm, subscription_id: NewId, data: SubscriptionInput
 ) -> Subscription:
@@ -109,12 +123,12 @@ async def put_subscription(
     return await crm.put_subscription(data.with_id(subscription_id))
 
 
-@get("/subscriptions/{subscription_id:str}", operation_id="crmGetSubscription")
+@get("/subscriptions/{subscription_id:str}", security=READ, operation_id="crmGetSubscription")
 async def get_subscription(crm: Crm, subscription_id: str) -> Subscription:
     return await crm.get_subscription(subscription_id)
 
 
-@get("/active-subscriptions", operation_id="crmActiveSubscriptions")
+@get("/active-subscriptions", security=READ, operation_id="crmActiveSubscriptions")
 async def active_subscriptions(
     crm: Crm,
     start: date,
@@ -130,7 +144,11 @@ async def active_subscriptions(
     return SubscriptionList(data=data, has_more=has_more)
 
 
-@post("/subscriptions/{subscription_id:str}/amendments", operation_id="crmAddAmendment")
+@post(
+    "/subscriptions/{subscription_id:str}/amendments",
+    security=WRITE,
+    operation_id="crmAddAmendment",
+)
 async def add_amendment(crm: Crm, subscription_id: str, data: AmendmentInput) -> Subscription:
     """From ``effective_from`` on, the subscription is on ``plan_id``."""
     return await crm.add_amendment(subscription_id, data.to_canonical())
@@ -152,4 +170,5 @@ router = Router(
         add_amendment,
     ],
     tags=["system-crm"],
+    opt={"rate_limit": "system"},
 )

@@ -13,6 +13,7 @@ from litestar import Router, get, post, put
 from litestar.exceptions import NotFoundException
 from litestar.params import Dependency, Parameter
 
+from canonical.access import requires
 from canonical.errors import NotFound
 from canonical.model import ErpDocument, ErpItem, LegalEntity
 from system_apis.erp.port import (
@@ -33,6 +34,10 @@ from system_apis.routing import Limit, StartingAfter
 
 __all__ = ["router"]
 
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+READ = requires("system:read")
+WRITE = requires("system:write")
+
 T = TypeVar("T")
 
 Erp = Annotated[ErpPort, Dependency(skip_validation=True)]
@@ -50,17 +55,17 @@ def _page(items: Sequence[T], key, limit: int, starting_after: str | None) -> tu
     return rest[:limit], len(rest) > limit
 
 
-@put("/legal-entities/{entity_id:str}", operation_id="erpPutLegalEntity")
+@put("/legal-entities/{entity_id:str}", security=WRITE, operation_id="erpPutLegalEntity")
 async def put_legal_entity(erp: Erp, entity_id: NewId, data: LegalEntityInput) -> LegalEntity:
     return await erp.put_legal_entity(data.with_id(entity_id))
 
 
-@get("/legal-entities/{entity_id:str}", operation_id="erpGetLegalEntity")
+@get("/legal-entities/{entity_id:str}", security=READ, operation_id="erpGetLegalEntity")
 async def get_legal_entity(erp: Erp, entity_id: str) -> LegalEntity:
     return await erp.get_legal_entity(entity_id)
 
 
-@get("/legal-entities", operation_id="erpListLegalEntities")
+@get("/legal-entities", security=READ, operation_id="erpListLegalEntities")
 async def list_legal_entities(
     erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None
 ) -> LegalEntityList:
@@ -68,19 +73,23 @@ async def list_legal_entities(
     return LegalEntityList(data=data, has_more=has_more)
 
 
-@put("/items/{code:str}", operation_id="erpPutItem")
+@put("/items/{code:str}", security=WRITE, operation_id="erpPutItem")
 async def put_item(erp: Erp, code: NewId, data: ItemInput) -> ErpItem:
     """Create or replace an item and the revenue account its sales book to."""
     return await erp.put_item(data.with_code(code))
 
 
-@get("/items", operation_id="erpListItems")
+@get("/items", security=READ, operation_id="erpListItems")
 async def list_items(erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None) -> ItemList:
     data, has_more = _page(await erp.list_items(), lambda i: i.code, limit, starting_after)
     return ItemList(data=data, has_more=has_more)
 
 
-@put("/legal-entities/{entity_id:str}/periods/{period:str}", operation_id="erpSetPeriodStatus")
+@put(
+    "/legal-entities/{entity_id:str}/periods/{period:str}",
+    security=WRITE,
+    operation_id="erpSetPeriodStatus",
+)
 async def set_period_status(
     erp: Erp, entity_id: str, period: PeriodPath, data: PeriodStatusInput
 ) -> AccountingPeriod:
@@ -88,19 +97,23 @@ async def set_period_status(
     return await erp.set_period_status(entity_id, period, data.status)
 
 
-@get("/legal-entities/{entity_id:str}/periods/{period:str}", operation_id="erpGetPeriod")
+@get(
+    "/legal-entities/{entity_id:str}/periods/{period:str}",
+    security=READ,
+    operation_id="erpGetPeriod",
+)
 async def get_period(erp: Erp, entity_id: str, period: PeriodPath) -> AccountingPeriod:
     return await erp.get_period(entity_id, period)
 
 
-@post("/documents", operation_id="erpPostDocument")
+@post("/documents", security=WRITE, operation_id="erpPostDocument")
 async def post_document(erp: Erp, data: ErpInvoiceInput) -> ErpDocument:
     """Post an AR invoice or memo with its journal. Idempotent by ``external_ref``: a
     repeat returns the document already created."""
     return await erp.post_invoice(data.to_canonical())
 
 
-@get("/documents/lookup", operation_id="erpFindDocument", raises=[NotFoundException])
+@get("/documents/lookup", security=READ, operation_id="erpFindDocument", raises=[NotFoundException])
 async def find_document(erp: Erp, external_ref: ExternalRefQuery) -> ErpDocument:
     """The document posted with this ``external_ref`` (404 when none was)."""
     found = await erp.find_document(external_ref)
@@ -109,12 +122,12 @@ async def find_document(erp: Erp, external_ref: ExternalRefQuery) -> ErpDocument
     return found
 
 
-@get("/documents/{document_id:str}", operation_id="erpGetDocument")
+@get("/documents/{document_id:str}", security=READ, operation_id="erpGetDocument")
 async def get_document(erp: Erp, document_id: str) -> ErpDocument:
     return await erp.get_document(document_id)
 
 
-@get("/documents", operation_id="erpListDocuments")
+@get("/documents", security=READ, operation_id="erpListDocuments")
 async def list_documents(
     erp: Erp,
     limit: Limit = 50,
@@ -127,7 +140,7 @@ async def list_documents(
     return DocumentList(data=data, has_more=has_more)
 
 
-@get("/trial-balance", operation_id="erpTrialBalance")
+@get("/trial-balance", security=READ, operation_id="erpTrialBalance")
 async def trial_balance(
     erp: Erp, legal_entity_id: IdFilter = None, currency: CurrencyFilter = None
 ) -> TrialBalance:
@@ -153,4 +166,5 @@ router = Router(
         trial_balance,
     ],
     tags=["system-erp"],
+    opt={"rate_limit": "system"},
 )

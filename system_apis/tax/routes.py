@@ -10,9 +10,13 @@ from typing import Annotated
 from litestar import Router, get, post
 from litestar.params import Dependency, Parameter
 
+from canonical.access import requires
 from system_apis.tax.port import TaxLineList, TaxPort, TaxQuoteSpec, VatCheck, VatNumber
 
 __all__ = ["router"]
+
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+READ = requires("system:read")
 
 # The port the app provides; it is an implementation, not request data, so the signature
 # model must not try to validate it (a Protocol has no isinstance check).
@@ -27,15 +31,24 @@ VatPath = Annotated[
 ]
 
 
-@post("/quotes", summary="Quote tax per line", status_code=200)
+@post("/quotes", security=READ, summary="Quote tax per line", status_code=200)
 async def quote(tax: Port, data: TaxQuoteSpec) -> TaxLineList:
     """One tax line per request line, same order. Every quote is logged for audit."""
     return TaxLineList(data=await tax.quote(data.to_request()), has_more=False)
 
 
-@get("/vat-numbers/{vat_id:str}", summary="Validate an EU VAT number (format and checksum)")
+@get(
+    "/vat-numbers/{vat_id:str}",
+    security=READ,
+    summary="Validate an EU VAT number (format and checksum)",
+)
 async def validate_vat(tax: Port, vat_id: VatPath) -> VatCheck:
     return await tax.validate_vat(vat_id)
 
 
-router = Router(path="/system/tax/v1", route_handlers=[quote, validate_vat], tags=["system-tax"])
+router = Router(
+    path="/system/tax/v1",
+    route_handlers=[quote, validate_vat],
+    tags=["system-tax"],
+    opt={"rate_limit": "system"},
+)

@@ -90,7 +90,15 @@ def test_contracts_state_problems_and_correlation_on_every_response(built):
                         response = components["responses"][response["$ref"].rsplit("/", 1)[1]]
                     where = f"{name}: {method.upper()} {path} {status}"
                     assert "X-Correlation-ID" in response["headers"], where
-                    if int(status) >= 400:
+                    if path == "/oauth/token" and status in ("400", "401", "415"):
+                        # RFC 6749 §5.2 fixes the token endpoint's error format; its body
+                        # carries the problem members too.
+                        assert list(response["content"]) == ["application/json"], where
+                        schema = response["content"]["application/json"]["schema"]
+                        assert schema == {"$ref": "#/components/schemas/TokenError"}, where
+                        token_error = components["schemas"]["TokenError"]["properties"]
+                        assert {"error", "type", "status", "correlation_id"} <= set(token_error)
+                    elif int(status) >= 400:
                         assert list(response["content"]) == ["application/problem+json"], where
                         assert response["content"]["application/problem+json"]["schema"] == {
                             "$ref": "#/components/schemas/Problem"

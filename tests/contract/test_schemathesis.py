@@ -13,24 +13,37 @@ item), or an ``Idempotency-Key`` first used with another payload (Schemathesis r
 values across cases). No JSON Schema can state those, so schema-valid data may meet them.
 A 400 on schema-valid data stays a failure: 400 means "does not match the contract".
 
+Every case runs authenticated, the way a real client is: an auth provider obtains an
+access token from the token endpoint (client credentials grant) for a registered client
+holding every first-party scope. Schemathesis' ``ignored_auth`` check then replays
+secured operations without a token and with a forged one and fails unless they are
+refused. Rate limits are set high so that fuzzing volume is not mistaken for abuse.
+
 The run is deterministic (a fixed seed); set ``METERLINE_FUZZ_SEED`` to explore others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
+from schemathesis.python.asgi import get_client
 
 from gateway.app import create_app
 from gateway.contracts import CONTRACTS_DIR
 from gateway.demo import seed
 from gateway.settings import Settings
 from gateway.wiring import build_container
+from tests.support.app import UNLIMITED
+from tests.support.auth import OPERATOR_SCOPES
 from tests.support.databases import throwaway_sqlite
 
 POSITIVE_DATA_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
@@ -51,23 +64,55 @@ SCHEMAS = {
 }
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def _fuzz_app():
     """The gateway on a migrated SQLite file seeded with the demo data, so that reads and
-    writes sometimes hit real customers, plans, items and legal entities."""
-    directory = tmp_path_factory.mktemp("schemathesis")
+    writes sometimes hit real customers, plans, items and legal entities, plus the
+    credentials of a registered client. Built once, at collection: Schemathesis already
+    authenticates while it collects the coverage cases."""
+    directory = Path(tempfile.mkdtemp(prefix="meterline-fuzz-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
-    async def prepare() -> str:
+    async def prepare() -> tuple[str, tuple[str, str]]:
         async with throwaway_sqlite(directory) as url:
             container = build_container(Settings.from_env({}, database_url=url))
             try:
                 await seed(container)
+                fuzzer = await container.clients.create("contract fuzzer", list(OPERATOR_SCOPES))
             finally:
                 await container.aclose()
-            return url
+            return url, (fuzzer.client_id, fuzzer.client_secret)
 
-    url = asyncio.run(prepare())
-    return create_app(Settings.from_env({}, database_url=url))
+    url, credentials = asyncio.run(prepare())
+    app = create_app(Settings.from_env({}, database_url=url, **UNLIMITED))
+    return app, credentials
+
+
+APP, CREDENTIALS = _fuzz_app()
+
+
+class OAuthClientCredentials:
+    """Tokens from the gateway's own token endpoint, as a registered client gets them."""
+
+    def get(self, case, context):
+        client_id, secret = CREDENTIALS
+        with get_client(APP) as client:
+            response = client.post(
+                "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+            )
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def set(self, case, data, context):
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
+for _schema in SCHEMAS.values():
+    _schema.auth()(OAuthClientCredentials)
+
+
+@pytest.fixture(scope="module")
+def app():
+    return APP
 
 
 @schemathesis.pytest.parametrize(**SCHEMAS)

@@ -1,0 +1,74 @@
+"""Authentication and scope authorisation of every routed request.
+
+Runs after routing (it needs the matched handler's declared security) and inside
+Litestar's exception handling (so refusals leave as problem+json). A route is public
+only when it says so (``opt={"public": True}``); ``create_app`` refuses to start if a
+route declares neither scopes nor public access."""
+
+from __future__ import annotations
+
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from canonical.access import SECURITY_SCHEME, Caller
+from gateway.auth.tokens import TokenVerifier
+from gateway.errors import InsufficientScope, Unauthenticated
+
+__all__ = ["PUBLIC", "AuthenticationMiddleware", "Requirement", "requirement_of"]
+
+# Probes and contract files: no token, no rate limit.
+PUBLIC = {"public": True, "rate_limit": "none"}
+
+# Alternatives (any one suffices), each a set of scopes that must all be held.
+Requirement = tuple[frozenset[str], ...]
+
+
+def _is_automatic_options(handler: HTTPRouteHandler) -> bool:
+    return handler.http_methods == {"OPTIONS"} and handler.fn.__name__ == "options_handler"
+
+
+def requirement_of(handler: HTTPRouteHandler) -> Requirement | None:
+    """The scopes a handler demands, or None for a public one."""
+    if handler.opt.get("public") or _is_automatic_options(handler):
+        return None
+    alternatives = tuple(
+        frozenset(requirement.get(SECURITY_SCHEME, ()))
+        for requirement in handler.resolve_security()
+    )
+    if not alternatives:
+        raise LookupError(f"{handler} declares neither scopes nor public access")
+    return alternatives
+
+
+def bearer_token(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+            return token.strip()
+    raise Unauthenticated("missing")
+
+
+async def authenticate(scope: Scope, verifier: TokenVerifier, needed: Requirement) -> Caller:
+    caller = await verifier.verify(bearer_token(scope))
+    if not any(caller.has_scopes(alternative) for alternative in needed):
+        raise InsufficientScope(" ".join(sorted(needed[0])))
+    return caller
+
+
+class AuthenticationMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._requirements: dict[int, Requirement | None] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = scope["route_handler"]
+            key = id(handler)
+            if key not in self._requirements:
+                self._requirements[key] = requirement_of(handler)
+            needed = self._requirements[key]
+            if needed is not None:
+                scope["auth"] = await authenticate(scope, scope["app"].state.token_verifier, needed)
+        await self.app(scope, receive, send)
