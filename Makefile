@@ -40,6 +40,7 @@ contracts: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,5 +1,8 @@
 """Ingest throughput: events/s through the gateway's HTTP endpoint next to the floor.
 
+The gateway path is the full one: OAuth bearer token verified, rate limit counted,
+correlation ID, dedupe, durable commit before the answer.
+
 The floor is the least any ingest can do with the same batches: decode the JSON with
 msgspec and insert the events into the same database with the same exact dedupe
 (INSERT ... ON CONFLICT DO NOTHING on (source, id)), one transaction per batch, no HTTP.
@@ -81,8 +84,9 @@ async def fresh_database(postgres: bool, workdir: Path) -> tuple[str, callable]:
     return url, drop
 
 
-async def seed_customers(url: str) -> None:
-    """The customers and meter the batches name, so ingest takes the matched path."""
+async def seed_customers(url: str) -> tuple[str, str]:
+    """The customers and meter the batches name, so ingest takes the matched path, and a
+    client allowed to send usage; returns its credentials."""
     from canonical.model import Customer, LegalEntity, Meter
     from gateway.settings import Settings
     from gateway.wiring import build_container
@@ -104,7 +108,9 @@ async def seed_customers(url: str) -> None:
                 currency="EUR",
             )
         )
+    credentials = await container.clients.create("bench ingest", ["usage:write"])
     await container.aclose()
+    return credentials.client_id, credentials.client_secret
 
 
 async def floor(url: str, batches: list[bytes]) -> float:
@@ -143,7 +149,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def through_gateway(url: str, batches: list[bytes], clients: int) -> float:
+async def through_gateway(
+    url: str, batches: list[bytes], clients: int, credentials: tuple[str, str]
+) -> float:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "METERLINE_LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
@@ -170,8 +178,15 @@ async def through_gateway(url: str, batches: list[bytes], clients: int) -> float
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
+            token = await http.post(
+                "/oauth/token", data={"grant_type": "client_credentials"}, auth=credentials
+            )
+            token.raise_for_status()
             queue = list(batches)
-            headers = {"content-type": "application/json"}
+            headers = {
+                "content-type": "application/json",
+                "authorization": f"Bearer {token.json()['access_token']}",
+            }
 
             async def worker():
                 while queue:
@@ -198,8 +213,8 @@ async def measure(label: str, postgres: bool, args, duplicate_share: float) -> N
         if drop:
             await drop()
         url, drop = await fresh_database(postgres, Path(tmp))
-        await seed_customers(url)
-        gateway_s = await through_gateway(url, batches, args.clients)
+        credentials = await seed_customers(url)
+        gateway_s = await through_gateway(url, batches, args.clients, credentials)
         if drop:
             await drop()
     floor_rate, gateway_rate = events / floor_s, events / gateway_s

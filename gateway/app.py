@@ -21,7 +21,7 @@ from gateway.auth.middleware import PUBLIC, AuthenticationMiddleware, requiremen
 from gateway.auth.routes import router as oauth_router
 from gateway.auth.server import TOKEN_PATH
 from gateway.correlation import CorrelationLogFilter, CorrelationMiddleware
-from gateway.edge import SecurityHeadersMiddleware, check_issuer
+from gateway.edge import JsonBodyMiddleware, SecurityHeadersMiddleware, check_issuer
 from gateway.problems import exception_handlers
 from gateway.rate_limit import RateLimitMiddleware
 from gateway.settings import Settings
@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         dependencies=container.dependencies(),
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,
-        middleware=[AuthenticationMiddleware, RateLimitMiddleware()],
+        middleware=[AuthenticationMiddleware, RateLimitMiddleware(), JsonBodyMiddleware],
         cors_config=CORSConfig(
             allow_origins=cors_origins,
             allow_methods=["GET", "POST", "PUT", "OPTIONS"],

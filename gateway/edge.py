@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from canonical import errors
 from gateway.settings import Settings
 
-__all__ = ["SecurityHeadersMiddleware", "check_issuer"]
+__all__ = ["JsonBodyMiddleware", "SecurityHeadersMiddleware", "check_issuer"]
 
 # JSON APIs render nothing: no framing, no sniffing, no referrer, no active content. The
 # interactive schema pages (/schema) load their own scripts and keep the browser default.
@@ -50,6 +51,47 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+class JsonBodyMiddleware:
+    """415 for a body that is not JSON sent to an operation whose contract takes JSON.
+    Litestar would otherwise try to parse any body as JSON whatever its Content-Type.
+    Operations that read their own body (ingest, the token endpoint) check theirs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._takes_json: dict[int, bool] = {}
+
+    def _json_body(self, handler) -> bool:
+        key = id(handler)
+        if key not in self._takes_json:
+            self._takes_json[key] = "data" in handler.parsed_fn_signature.parameters
+        return self._takes_json[key]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in BODY_METHODS
+            and self._json_body(scope["route_handler"])
+        ):
+            content_type = ""
+            for name, value in scope["headers"]:
+                if name == b"content-type":
+                    content_type = value.decode("latin-1").split(";")[0].strip().lower()
+            if content_type and not _is_json(content_type):
+                raise errors.UnsupportedMediaType(
+                    f"this operation takes application/json, not {content_type}"
+                )
+        await self.app(scope, receive, send)
 
 
 def check_issuer(settings: Settings) -> None:

@@ -156,7 +156,8 @@ class RateLimits:
         ids = (policy, _escape(identity))
         if self._shared is None:
             return await self._hit(self._local, policy, items, ids)
-        if self._down_since is not None:
+        probe = self._down_since is not None
+        if probe:
             if self._probing or time.monotonic() < self._retry_at:
                 return await self._hit(self._local, policy, items, ids)
             self._probing = True
@@ -166,7 +167,8 @@ class RateLimits:
             self._storage_failed(exc)
             return await self._hit(self._local, policy, items, ids)
         finally:
-            self._probing = False
+            if probe:
+                self._probing = False
         if self._down_since is not None:
             log.warning(
                 "rate-limit storage reachable again after %.0f s; budgets are shared again",

@@ -8,7 +8,11 @@ from typing import Annotated, Any
 
 from litestar.params import Parameter
 
-__all__ = ["Limit", "StartingAfter", "one_of"]
+__all__ = ["MAX_DOCUMENT_BYTES", "Limit", "StartingAfter", "one_of"]
+
+# Bodies of the JSON document APIs (master data, quotes, run requests) are small; anything
+# larger is refused with 413 before it is read whole. Ingest states its own, larger limit.
+MAX_DOCUMENT_BYTES = 1_000_000
 
 Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size (1-100).", required=False)]
 StartingAfter = Annotated[

@@ -14,7 +14,7 @@ from canonical.time import Period
 from process_apis.billing.runs import BillingRun, BillingRunService
 from process_apis.invoices.store import InvoiceStore
 from process_apis.routing import Idempotency, RequiredIdempotencyKey, respond_idempotently
-from system_apis.routing import Limit, StartingAfter, one_of
+from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, one_of
 
 __all__ = ["router"]
 
@@ -101,6 +101,7 @@ async def get_invoice(invoices: InvoiceStore, invoice_id: str) -> Invoice:
 
 
 router = Router(
+    request_max_body_size=MAX_DOCUMENT_BYTES,
     path="/process/billing/v1",
     route_handlers=[create_run, list_runs, get_run, list_invoices, get_invoice],
     tags=["process-billing"],

@@ -25,7 +25,7 @@ from system_apis.billing.port import (
     RatedChargeList,
     RatingSpec,
 )
-from system_apis.routing import Limit, StartingAfter
+from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter
 
 __all__ = ["router"]
 
@@ -116,6 +116,7 @@ async def rate(billing: Port, data: RatingSpec) -> RatedChargeList:
 
 
 router = Router(
+    request_max_body_size=MAX_DOCUMENT_BYTES,
     path="/system/billing/v1",
     route_handlers=[put_meter, get_meter, list_meters, put_plan, get_plan, list_plans, rate],
     tags=["system-billing"],

@@ -27,7 +27,7 @@ from system_apis.crm.port import (
     SubscriptionInput,
     SubscriptionList,
 )
-from system_apis.routing import Limit, StartingAfter
+from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter
 
 __all__ = ["router"]
 
@@ -155,6 +155,7 @@ async def add_amendment(crm: Crm, subscription_id: str, data: AmendmentInput) ->
 
 
 router = Router(
+    request_max_body_size=MAX_DOCUMENT_BYTES,
     path="/system/crm/v1",
     route_handlers=[
         create_customer,

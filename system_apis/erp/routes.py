@@ -30,7 +30,7 @@ from system_apis.erp.port import (
     PeriodStatusInput,
     TrialBalance,
 )
-from system_apis.routing import Limit, StartingAfter
+from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter
 
 __all__ = ["router"]
 
@@ -150,6 +150,7 @@ async def trial_balance(
 
 
 router = Router(
+    request_max_body_size=MAX_DOCUMENT_BYTES,
     path="/system/erp/v1",
     route_handlers=[
         put_legal_entity,

@@ -11,6 +11,7 @@ from litestar import Router, get, post
 from litestar.params import Dependency, Parameter
 
 from canonical.access import requires
+from system_apis.routing import MAX_DOCUMENT_BYTES
 from system_apis.tax.port import TaxLineList, TaxPort, TaxQuoteSpec, VatCheck, VatNumber
 
 __all__ = ["router"]
@@ -47,6 +48,7 @@ async def validate_vat(tax: Port, vat_id: VatPath) -> VatCheck:
 
 
 router = Router(
+    request_max_body_size=MAX_DOCUMENT_BYTES,
     path="/system/tax/v1",
     route_handlers=[quote, validate_vat],
     tags=["system-tax"],
