@@ -17,7 +17,9 @@ Every case runs authenticated, the way a real client is: an auth provider obtain
 access token from the token endpoint (client credentials grant) for a registered client
 holding every first-party scope. Schemathesis' ``ignored_auth`` check then replays
 secured operations without a token and with a forged one and fails unless they are
-refused. Rate limits are set high so that fuzzing volume is not mistaken for abuse.
+refused — but that check only knows API-key and HTTP schemes, so a second run below sends
+every secured operation's generated requests without a token and requires the 401 Bearer
+challenge itself. Rate limits are set high so that fuzzing volume is not mistaken for abuse.
 
 The run is deterministic (a fixed seed); set ``METERLINE_FUZZ_SEED`` to explore others.
 """
@@ -115,7 +117,41 @@ def app():
     return APP
 
 
+def _unauthenticated_config() -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": int(os.environ.get("METERLINE_FUZZ_SEED", "20261121")),
+            "generation": {"mode": "positive"},
+        }
+    )
+
+
+# The same contracts, no auth provider: only the operations that declare security.
+SECURED = r"^/(system|process|experience)/"
+UNAUTHENTICATED = {
+    path.name.removesuffix(".v1.yaml"): schemathesis.openapi.from_path(
+        path, config=_unauthenticated_config()
+    ).include(path_regex=SECURED)
+    for path in sorted(CONTRACTS_DIR.glob("*.v1.yaml"))
+    if path.name.startswith(("system-", "process-", "experience-"))
+}
+
+
 @schemathesis.pytest.parametrize(**SCHEMAS)
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_api_conforms_to_its_contract(case, app):
     case.call_and_validate(app=app)
+
+
+@schemathesis.pytest.parametrize(**UNAUTHENTICATED)
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_secured_operations_refuse_calls_without_a_token(case, app):
+    assert case.operation.definition.raw.get("security"), "secured paths declare security"
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+    response = case.call(app=app)
+    assert response.status_code == 401, (response.status_code, response.text)
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    challenge, content_type = headers["www-authenticate"], headers["content-type"]
+    assert str(challenge).find('Bearer realm="meterline"') >= 0, challenge
+    assert "application/problem+json" in str(content_type)
+    assert response.json()["code"] == "invalid_token"
