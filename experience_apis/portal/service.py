@@ -24,7 +24,10 @@ class PortalService:
         even learn that the id is taken."""
         customer = await self._customers.get(customer_id)  # 404 for an unknown customer
         if partner_id is not None and customer.partner_id != partner_id:
-            raise errors.NotFound(f"customer {customer_id} not found")
+            # Word for word the CRM's answer for an unknown id (code included).
+            raise errors.NotFound(
+                f"customer {customer_id[:80]} not found", code="customer_not_found"
+            )
         return customer
 
     async def customer_invoices(

@@ -19,7 +19,13 @@ from canonical.ids import new_id
 from canonical.time import utcnow
 from gateway.auth.tables import oauth_clients
 
-__all__ = ["ClientRegistry", "IssuedCredentials", "OAuthClient", "RegisteredClient"]
+__all__ = [
+    "ClientRegistry",
+    "IssuedCredentials",
+    "OAuthClient",
+    "RegisteredClient",
+    "unknown_client",
+]
 
 # Argon2id with the library's defaults (RFC 9106 "low memory" profile): a stolen table
 # of hashes does not yield secrets.
@@ -89,12 +95,39 @@ class OAuthClient(ClientMixin):
         return grant_type == "client_credentials" and self.record.active
 
 
+_decoy_hash: str | None = None
+
+
+def unknown_client(client_id: str) -> OAuthClient:
+    """Stands in for a client_id nobody registered: its secret check costs the same Argon2
+    verification as a real one and always fails, so answer times do not tell which
+    client ids exist."""
+    global _decoy_hash
+    if _decoy_hash is None:
+        _decoy_hash = _hasher.hash(secrets.token_urlsafe(32))
+    return OAuthClient(
+        RegisteredClient(
+            client_id=client_id,
+            name="unknown",
+            scopes=(),
+            partner_id=None,
+            active=False,
+            created_at=utcnow(),
+            secret_hash=_decoy_hash,
+        )
+    )
+
+
 def _validate_scopes(scopes: tuple[str, ...], partner_id: str | None) -> None:
     unknown = sorted(set(scopes) - SCOPES.keys())
     if unknown:
         raise errors.InvalidRequest(f"unknown scopes: {' '.join(unknown)}")
     if not scopes:
         raise errors.InvalidRequest("a client needs at least one scope")
+    if partner_id is not None and not partner_id.strip():
+        # An empty partner would be dropped from the token and the client read every
+        # tenant's data (``--partner "$UNSET_VARIABLE"``).
+        raise errors.InvalidRequest("a partner client needs a partner id")
     if partner_id is not None and not set(scopes) <= PARTNER_SCOPES:
         # Only tenant-filtered APIs may be opened to a partner.
         raise errors.InvalidRequest(

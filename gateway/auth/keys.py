@@ -50,6 +50,9 @@ class KeyRing:
         self._reload_every = reload_every
         self._entries: dict[str, _Entry] = {}
         self._loaded_at = float("-inf")
+        # Last reload forced by an unknown ``kid`` (throttled on its own: a periodic load
+        # that happened just before another instance rotated must not delay the new key).
+        self._forced_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def _load(self) -> None:
@@ -118,12 +121,19 @@ class KeyRing:
         another instance may have rotated."""
         await self._fresh()
         entry = self._entries.get(kid)
-        # Reload at most every few seconds: random ``kid`` values must not become a
-        # database query each.
-        if entry is None and time.monotonic() - self._loaded_at > FORCED_RELOAD_MIN_SECONDS:
-            await self._fresh(force=True)
+        if entry is None:
+            await self._reload_for_unknown_kid()
             entry = self._entries.get(kid)
         return entry.key if entry is not None else None
+
+    async def _reload_for_unknown_kid(self) -> None:
+        # At most one such reload every few seconds: random ``kid`` values must not
+        # become a database query each. Requests waiting on the lock see its result.
+        async with self._lock:
+            if time.monotonic() - self._forced_at <= FORCED_RELOAD_MIN_SECONDS:
+                return
+            self._forced_at = time.monotonic()
+            await self._load()
 
     async def jwks(self) -> dict:
         """The public JWK Set (RFC 7517) of every key whose tokens may still be valid."""

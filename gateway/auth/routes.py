@@ -11,11 +11,12 @@ from urllib.parse import parse_qs
 
 import msgspec
 from litestar import Request, Response, Router, get, post
+from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.params import Dependency
 
-from canonical import correlation
+from canonical import correlation, errors
 from gateway.auth.keys import KeyRing
 from gateway.auth.server import JWKS_PATH, TOKEN_PATH, TokenIssuer, server_metadata
 from gateway.problems import PROBLEM_BASE
@@ -137,8 +138,18 @@ def _form(body: bytes) -> dict[str, str] | str:
     },
 )
 async def token(
-    request: Request, token_issuer: TokenIssuer = Dependency(skip_validation=True)
+    request: Request,
+    settings: Settings,
+    token_issuer: TokenIssuer | None = Dependency(skip_validation=True),
 ) -> Response[AccessToken]:
+    if token_issuer is None:
+        # Tokens come from an external authorization server: this gateway grants none.
+        return _token_error(
+            request,
+            400,
+            "unsupported_grant_type",
+            f"this gateway issues no tokens; obtain them from {settings.oauth_external_issuer}",
+        )
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != FORM:
         return _token_error(
@@ -147,6 +158,10 @@ async def token(
     form = _form(await request.body())
     if isinstance(form, str):
         return _token_error(request, 400, "invalid_request", form)
+    if not form.get("grant_type"):
+        # RFC 6749 §5.2: a missing required parameter is ``invalid_request`` (Authlib
+        # would answer ``unsupported_grant_type``).
+        return _token_error(request, 400, "invalid_request", "missing grant_type")
     answer = await token_issuer.token(request.headers, form)
     if answer.status != 200:
         error = str(answer.body.get("error", "invalid_request"))
@@ -166,8 +181,23 @@ async def token(
     )
 
 
-@get(JWKS_PATH, summary="Public keys that sign access tokens (RFC 7517)")
-async def jwks(keyring: KeyRing = Dependency(skip_validation=True)) -> Response[JsonWebKeySet]:
+def _built_in_issuer(token_issuer: TokenIssuer | None) -> None:
+    """With an external authorization server there are no keys or metadata of ours to
+    publish: its own are the ones that count."""
+    if token_issuer is None:
+        raise errors.NotFound("tokens are issued by the external authorization server")
+
+
+@get(
+    JWKS_PATH,
+    summary="Public keys that sign access tokens (RFC 7517)",
+    raises=[NotFoundException],  # when tokens come from an external issuer
+)
+async def jwks(
+    keyring: KeyRing = Dependency(skip_validation=True),
+    token_issuer: TokenIssuer | None = Dependency(skip_validation=True),
+) -> Response[JsonWebKeySet]:
+    _built_in_issuer(token_issuer)
     keys = await keyring.jwks()
     # Short cache: a rotation must reach resource servers well within a token lifetime.
     return Response(JsonWebKeySet(**keys), headers={"Cache-Control": "public, max-age=300"})
@@ -176,8 +206,12 @@ async def jwks(keyring: KeyRing = Dependency(skip_validation=True)) -> Response[
 @get(
     "/.well-known/oauth-authorization-server",
     summary="Authorization server metadata (RFC 8414)",
+    raises=[NotFoundException],  # when tokens come from an external issuer
 )
-async def metadata(settings: Settings) -> ServerMetadata:
+async def metadata(
+    settings: Settings, token_issuer: TokenIssuer | None = Dependency(skip_validation=True)
+) -> ServerMetadata:
+    _built_in_issuer(token_issuer)
     return msgspec.convert(server_metadata(settings.oauth_issuer), ServerMetadata)
 
 

@@ -22,7 +22,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc.jwk import KeySet, RSAKey
 
 from canonical.access import SCOPES
-from gateway.auth.clients import AUTH_METHODS, ClientRegistry, OAuthClient
+from gateway.auth.clients import AUTH_METHODS, ClientRegistry, OAuthClient, unknown_client
 from gateway.auth.keys import ALGORITHM, KeyRing
 
 __all__ = ["TokenIssuer", "TokenResponse", "server_metadata"]
@@ -128,7 +128,11 @@ class TokenIssuer:
         ``headers`` must be case-insensitive."""
         claimed = _claimed_client_id(headers, form)
         record = await self._clients.find(claimed) if claimed else None
-        client = OAuthClient(record) if record is not None else None
+        if record is not None:
+            client = OAuthClient(record)
+        else:
+            # In a worker thread: the first call hashes the decoy secret.
+            client = await anyio.to_thread.run_sync(unknown_client, claimed) if claimed else None
         generator = _Generator(
             self._issuer, self._audience, self._ttl, await self._keyring.signing_key()
         )

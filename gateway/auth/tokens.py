@@ -53,13 +53,21 @@ class LocalKeys:
 class RemoteJwks:
     """Keys of an external authorization server, fetched from its JWKS URL, cached, and
     fetched again when a token names a ``kid`` the cache does not hold (key rotation),
-    at most once per ``min_interval`` seconds."""
+    at most once per ``min_interval`` seconds. A cached set older than ``max_age`` is
+    fetched again too, so a key the issuer withdraws stops being trusted; if that fetch
+    fails, the keys at hand stay in use."""
 
     def __init__(
-        self, url: str, *, min_interval: float = 10.0, client: httpx.AsyncClient | None = None
+        self,
+        url: str,
+        *,
+        min_interval: float = 10.0,
+        max_age: float = 600.0,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         self._url = url
         self._min_interval = min_interval
+        self._max_age = max(max_age, min_interval)
         self._client = client or httpx.AsyncClient(timeout=5.0)
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
@@ -78,15 +86,22 @@ class RemoteJwks:
                 # Keep the keys we have; tokens signed by an unknown key stay refused.
                 return
 
-    async def key_for(self, kid: str) -> Key | None:
-        for attempt in range(2):
-            if self._keys is not None:
-                for key in self._keys:
-                    if key.kid == kid:
-                        return key
-            if attempt == 0:
-                await self._refresh()
+    def _find(self, kid: str) -> Key | None:
+        if self._keys is not None:
+            for key in self._keys:
+                if key.kid == kid:
+                    return key
         return None
+
+    async def key_for(self, kid: str) -> Key | None:
+        stale = self._keys is None or time.monotonic() - self._fetched_at > self._max_age
+        if stale:
+            await self._refresh()
+        key = self._find(kid)
+        if key is None and not stale:
+            await self._refresh()
+            key = self._find(kid)
+        return key
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -135,7 +150,9 @@ class TokenVerifier:
             raise Unauthenticated("malformed token")
         header = _header(token)
         if header.get("alg") != ALGORITHM:
-            raise Unauthenticated(f"signature algorithm {header.get('alg')!r} is not accepted")
+            # Never echo the header's value: it would land in WWW-Authenticate, where a
+            # character outside latin-1 cannot even be encoded.
+            raise Unauthenticated(f"the signature algorithm must be {ALGORITHM}")
         if str(header.get("typ", "")).lower() not in ACCEPTED_TYPES:
             raise Unauthenticated("not an access token (typ must be at+jwt)")
         kid = header.get("kid")
@@ -167,11 +184,15 @@ class TokenVerifier:
             raise Unauthenticated("invalid claims") from exc
         scope = claims.get("scope", "")
         partner = claims.get("partner_id")
+        if partner is not None and not (isinstance(partner, str) and partner):
+            # A partner token whose tenant cannot be read must not pass as a first-party
+            # token: that would lift the tenant filter.
+            raise Unauthenticated("invalid claim: partner_id")
         return Caller(
             client_id=str(claims["client_id"]),
             subject=str(claims["sub"]),
             scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
-            partner_id=partner if isinstance(partner, str) else None,
+            partner_id=partner,
             token_id=str(claims["jti"]),
             expires_at=int(claims["exp"]),
         )
