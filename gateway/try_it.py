@@ -5,13 +5,15 @@ import json
 from pathlib import Path
 
 from canonical.time import utcnow
+from gateway.settings import Settings
 
 period = utcnow().strftime("%Y-%m")
 credentials = {
     c["client_id"]: c["client_secret"]
     for c in json.loads(Path("var/demo-clients.json").read_text())
 }
-base = "http://127.0.0.1:8000"
+settings = Settings.from_env()
+base = f"http://{settings.host}:{settings.port}"
 print(f"""
 Meterline is starting on {base} (SQLite, reference systems, demo data).
 Every API needs an OAuth 2.0 access token. Try it from another terminal:
