@@ -12,6 +12,20 @@ from gateway.settings import Settings
 __all__ = ["main"]
 
 
+def _with_container(work):
+    """Run ``work(container)`` on a container built from the environment, then close it."""
+    from gateway.wiring import build_container
+
+    async def go():
+        container = build_container(Settings.from_env())
+        try:
+            return await work(container)
+        finally:
+            await container.aclose()
+
+    return asyncio.run(go())
+
+
 @click.group()
 def main() -> None:
     """Meterline: usage in, invoices and ERP postings out."""
@@ -68,16 +82,11 @@ def bill(period: str, customers: tuple[str, ...]) -> None:
     import msgspec
 
     from canonical.time import Period
-    from gateway.wiring import build_container
 
-    async def go():
-        container = build_container(Settings.from_env())
-        try:
-            return await container.billing_runs.run(Period.parse(period), list(customers) or None)
-        finally:
-            await container.aclose()
-
-    click.echo(msgspec.json.format(msgspec.json.encode(asyncio.run(go()))).decode())
+    run = _with_container(
+        lambda container: container.billing_runs.run(Period.parse(period), list(customers) or None)
+    )
+    click.echo(msgspec.json.format(msgspec.json.encode(run)).decode())
 
 
 @main.command()
@@ -85,39 +94,20 @@ def bill(period: str, customers: tuple[str, ...]) -> None:
 @click.option("--once", is_flag=True, help="Drain the outbox once and exit.")
 def worker(interval: float, once: bool) -> None:
     """Drain the ERP posting outbox: post pending invoices, again and again."""
-    from gateway.wiring import build_container
 
-    async def go():
-        container = build_container(Settings.from_env())
-        try:
-            while True:
-                result = await container.posting.post_pending()
-                if result.posted or result.failed or result.pending:
-                    click.echo(
-                        f"outbox: posted={result.posted} failed={result.failed} "
-                        f"pending={result.pending}"
-                    )
-                if once:
-                    return
-                await asyncio.sleep(interval)
-        finally:
-            await container.aclose()
+    async def drain(container):
+        while True:
+            result = await container.posting.post_pending()
+            if result.posted or result.failed or result.pending:
+                click.echo(
+                    f"outbox: posted={result.posted} failed={result.failed} "
+                    f"pending={result.pending}"
+                )
+            if once:
+                return
+            await asyncio.sleep(interval)
 
-    asyncio.run(go())
-
-
-def _with_container(work):
-    """Run ``work(container)`` on a container built from the environment, then close it."""
-    from gateway.wiring import build_container
-
-    async def go():
-        container = build_container(Settings.from_env())
-        try:
-            return await work(container)
-        finally:
-            await container.aclose()
-
-    return asyncio.run(go())
+    _with_container(drain)
 
 
 def _print_credentials(credentials, as_json: bool) -> None:

@@ -30,21 +30,17 @@ class Unauthenticated(GatewayError):
     code = "invalid_token"
     title = "Authentication required"
 
-    def __init__(self, detail: str = "", *, realm: str = "meterline", scope: str = "") -> None:
+    def __init__(self, reason: str | None = None, *, realm: str = "meterline") -> None:
+        """``reason`` says what is wrong with the token; None means none was sent."""
         # RFC 6750 §3: a request without any credentials gets no error code; any other
         # failure is ``invalid_token``.
-        params = [f'realm="{realm}"']
-        if detail != "missing":
-            params.append('error="invalid_token"')
-            params.append(f'error_description="{_quoted(detail)}"')
-        if scope:
-            params.append(f'scope="{scope}"')
-        super().__init__(
-            "an access token is required (Authorization: Bearer <token>)"
-            if detail == "missing"
-            else f"the access token is not valid: {detail}",
-            headers={"WWW-Authenticate": "Bearer " + ", ".join(params)},
-        )
+        challenge = f'Bearer realm="{realm}"'
+        if reason is None:
+            detail = "an access token is required (Authorization: Bearer <token>)"
+        else:
+            detail = f"the access token is not valid: {reason}"
+            challenge += f', error="invalid_token", error_description="{_quoted(reason)}"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
 class InsufficientScope(GatewayError):

@@ -41,6 +41,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from canonical.access import Caller
+from gateway.auth.middleware import is_automatic_options
 from gateway.client_ip import TrustedProxies, client_ip
 from gateway.errors import RateLimited
 from gateway.settings import Settings
@@ -51,6 +52,7 @@ __all__ = [
     "RateLimitMiddleware",
     "RateLimits",
     "build_rate_limits",
+    "client_identity",
 ]
 
 log = logging.getLogger("meterline.rate_limit")
@@ -328,35 +330,23 @@ def build_rate_limits(settings: Settings) -> RateLimits:
 # --- middleware -----------------------------------------------------------------------
 
 
-def _is_automatic_options(handler) -> bool:
-    fn = getattr(handler, "fn", None)
-    return getattr(fn, "__name__", "") == "options_handler" and set(
-        getattr(handler, "http_methods", ())
-    ) == {"OPTIONS"}
+def client_identity(client_id: str) -> str:
+    """The key of an authenticated client's budgets (IP-keyed ones start with ``ip:``)."""
+    return f"client:{client_id}"
 
 
 def route_class(scope: Scope) -> str | None:
     """The policy name guarding this request, ``token`` for the token endpoint, or
     ``None`` when it is not limited."""
-    handler = scope.get("route_handler")
-    if handler is None or _is_automatic_options(handler):
+    handler = scope["route_handler"]
+    if is_automatic_options(handler):
         return None
-    declared = (getattr(handler, "opt", None) or {}).get("rate_limit")
+    declared = handler.opt.get("rate_limit")
     if declared == NOT_LIMITED:
         return None
     if declared:
         return declared
     return "read" if scope.get("method") in ("GET", "HEAD") else "write"
-
-
-_warned_unconfigured = False
-
-
-def _warn_unconfigured() -> None:
-    global _warned_unconfigured
-    if not _warned_unconfigured:
-        _warned_unconfigured = True
-        log.warning("RateLimitMiddleware without app.state.rate_limits: nothing is limited")
 
 
 class RateLimitMiddleware(ASGIMiddleware):
@@ -369,24 +359,24 @@ class RateLimitMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        limits: RateLimits | None = getattr(scope["app"].state, "rate_limits", None)
         policy = route_class(scope)
-        if limits is None:
-            _warn_unconfigured()
-        if limits is None or policy is None:
+        if policy is None:
             await next_app(scope, receive, send)
             return
 
+        limits: RateLimits = scope["app"].state.rate_limits
         caller = scope.get("auth")
         if not isinstance(caller, Caller):
             caller = None
         if policy == TOKEN_ENDPOINT:
             decisions = [await limits.hit("token_ip", f"ip:{limits.client_ip(scope)}")]
         else:
-            identity = f"client:{caller.client_id}" if caller else f"ip:{limits.client_ip(scope)}"
+            identity = (
+                client_identity(caller.client_id) if caller else f"ip:{limits.client_ip(scope)}"
+            )
             decisions = [await limits.hit(policy, identity)]
             if decisions[0].allowed and caller is not None and caller.partner_id:
-                decisions.append(await limits.hit("partner", f"client:{caller.client_id}"))
+                decisions.append(await limits.hit("partner", client_identity(caller.client_id)))
         decision = _tightest(decisions)
         if not decision.allowed:
             # Raised here, outside the handler: the app's exception handling answers it

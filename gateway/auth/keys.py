@@ -93,7 +93,10 @@ class KeyRing:
     async def rotate(self) -> str:
         """Make a new key the signer; returns its ``kid``."""
         kid = new_id("key")
-        key = RSAKey.generate_key(KEY_BITS, parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"})
+        # RSA key generation takes a good fraction of a second: not on the event loop.
+        key = await asyncio.to_thread(
+            RSAKey.generate_key, KEY_BITS, {"kid": kid, "alg": ALGORITHM, "use": "sig"}
+        )
         now = utcnow()
         async with self._sessions.begin() as session:
             await session.execute(
@@ -137,8 +140,6 @@ class KeyRing:
 
     async def jwks(self) -> dict:
         """The public JWK Set (RFC 7517) of every key whose tokens may still be valid."""
-        await self._fresh()
-        if self._signer() is None:
-            await self.signing_key()
+        await self.signing_key()  # fresh, and with a signer to publish
         ordered = sorted(self._entries.values(), key=lambda e: e.created_at, reverse=True)
         return {"keys": [e.key.as_dict(private=False) for e in ordered]}

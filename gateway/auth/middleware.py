@@ -14,7 +14,13 @@ from canonical.access import SECURITY_SCHEME, Caller
 from gateway.auth.tokens import TokenVerifier
 from gateway.errors import InsufficientScope, Unauthenticated
 
-__all__ = ["PUBLIC", "AuthenticationMiddleware", "Requirement", "requirement_of"]
+__all__ = [
+    "PUBLIC",
+    "AuthenticationMiddleware",
+    "Requirement",
+    "is_automatic_options",
+    "requirement_of",
+]
 
 # Probes and contract files: no token, no rate limit.
 PUBLIC = {"public": True, "rate_limit": "none"}
@@ -23,13 +29,15 @@ PUBLIC = {"public": True, "rate_limit": "none"}
 Requirement = tuple[frozenset[str], ...]
 
 
-def _is_automatic_options(handler: HTTPRouteHandler) -> bool:
+def is_automatic_options(handler: HTTPRouteHandler) -> bool:
+    """Litestar's generated OPTIONS handler (CORS preflight, ``Allow``): neither
+    authenticated nor rate limited."""
     return handler.http_methods == {"OPTIONS"} and handler.fn.__name__ == "options_handler"
 
 
 def requirement_of(handler: HTTPRouteHandler) -> Requirement | None:
     """The scopes a handler demands, or None for a public one."""
-    if handler.opt.get("public") or _is_automatic_options(handler):
+    if handler.opt.get("public") or is_automatic_options(handler):
         return None
     alternatives = tuple(
         frozenset(requirement.get(SECURITY_SCHEME, ()))
@@ -47,7 +55,7 @@ def bearer_token(scope: Scope) -> str:
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
             return token.strip()
-    raise Unauthenticated("missing")
+    raise Unauthenticated()  # no credentials at all
 
 
 async def authenticate(scope: Scope, verifier: TokenVerifier, needed: Requirement) -> Caller:

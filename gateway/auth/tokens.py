@@ -129,9 +129,13 @@ class TokenVerifier:
         cache_size: int = 10_000,
     ) -> None:
         self._keys = keys
-        self._issuer = issuer
-        self._audience = audience
-        self._leeway = leeway
+        # Built once: the registry reads the clock when it validates, not when it is made.
+        self._claims = jwt.JWTClaimsRegistry(
+            leeway=leeway,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            **{name: {"essential": True} for name in REQUIRED_CLAIMS if name not in ("iss", "aud")},
+        )
         # Entries live until the token's own ``exp``.
         self._cache: TLRUCache[str, Caller] = TLRUCache(
             maxsize=cache_size, ttu=lambda _token, caller, _now: caller.expires_at, timer=time.time
@@ -165,20 +169,13 @@ class TokenVerifier:
             raise Unauthenticated("bad signature") from exc
         except (JoseError, ValueError) as exc:
             raise Unauthenticated("malformed token") from exc
-        registry = jwt.JWTClaimsRegistry(
-            leeway=self._leeway,
-            iss={"essential": True, "value": self._issuer},
-            aud={"essential": True, "value": self._audience},
-            **{name: {"essential": True} for name in REQUIRED_CLAIMS if name not in ("iss", "aud")},
-        )
         try:
-            registry.validate(claims)
+            self._claims.validate(claims)
         except ExpiredTokenError as exc:
             raise Unauthenticated("expired") from exc
-        except MissingClaimError as exc:
-            raise Unauthenticated(f"missing claim: {exc.description}") from exc
-        except InvalidClaimError as exc:
-            # "not yet valid" (nbf), "issued in the future" (iat), wrong iss or aud.
+        except (MissingClaimError, InvalidClaimError) as exc:
+            # A missing claim, "not yet valid" (nbf), "issued in the future" (iat), wrong
+            # iss or aud: joserfc's description says which.
             raise Unauthenticated(str(exc.description)) from exc
         except JoseError as exc:
             raise Unauthenticated("invalid claims") from exc
