@@ -43,6 +43,7 @@ __all__ = [
     "Tier",
     "UsageEvent",
     "VolumeCharge",
+    "decimal_text",
 ]
 
 Aggregation = Literal["sum", "count", "max", "unique_count", "latest"]
@@ -61,6 +62,17 @@ NonNegativeDecimalString = Annotated[
 PositiveDecimalString = Annotated[
     str, msgspec.Meta(pattern=r"^([1-9][0-9]{0,17}(\.[0-9]{1,12})?|0\.[0-9]{0,11}[1-9])$")
 ]
+
+
+def decimal_text(value: Decimal) -> str:
+    """The wire form of a decimal (``DecimalString``): fixed-point, never exponent notation."""
+    if value == 0:
+        return "0"
+    if value.as_tuple().exponent < -12:  # type: ignore[operator]
+        value = value.normalize()  # trailing zeros beyond 12 dp carry nothing
+    return format(value, "f")
+
+
 NonNegative = Decimal  # validated by the owning system; the wire form is a decimal string
 Positive = Decimal
 

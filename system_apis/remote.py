@@ -3,7 +3,9 @@ the correlation ID and turns the remote's problems into the canonical error tree
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -11,6 +13,7 @@ import httpx
 import msgspec
 
 from canonical import correlation, errors
+from canonical.time import as_utc, utcnow
 
 __all__ = ["PAGE_SIZE", "RemoteSystem", "segment"]
 
@@ -102,13 +105,33 @@ class RemoteSystem:
             after = key(page.data[-1])
 
 
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC
+    9110). Absent or unreadable means 1, so a throttle stays a (retryable) throttle."""
+    if not value:
+        return 1.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (as_utc(parsedate_to_datetime(value)) - utcnow()).total_seconds()
+        except (TypeError, ValueError):
+            return 1.0
+        return max(seconds, 0.0)
+    return seconds if math.isfinite(seconds) else 1.0
+
+
 def _as_error(system: str, response: httpx.Response) -> errors.MeterlineError:
+    """The canonical error for a remote's error answer; never raises itself, whatever the
+    body holds, so callers' handling of ``UpstreamError`` (retries) is not bypassed."""
     try:
         body = response.json()
     except ValueError:
+        body = None
+    if not isinstance(body, dict):  # a problem is a JSON object; anything else carries nothing
         body = {}
     detail = f"{system}: {body.get('detail') or response.reason_phrase}"
-    code = body.get("code")
+    code = body.get("code") if isinstance(body.get("code"), str) else None
     status = response.status_code
     if status == 404:
         return errors.NotFound(detail, code=code)
@@ -117,7 +140,7 @@ def _as_error(system: str, response: httpx.Response) -> errors.MeterlineError:
     if status == 422:
         return errors.BusinessRuleViolation(detail, code=code)
     if status == 429:
-        retry_after = float(response.headers.get("retry-after", "1") or 1)
+        retry_after = _retry_after(response.headers.get("retry-after"))
         return errors.SystemThrottled(detail, retry_after=retry_after, system=system)
     if status in (502, 503, 504):
         return errors.SystemUnavailable(detail, system=system)

@@ -1,14 +1,18 @@
 """Route helpers shared by every layer's ``routes`` modules: the cursor-pagination
-query parameters (``?limit=&starting_after=``) and optional enumerated filters."""
+query parameters (``?limit=&starting_after=``), paging of short in-memory lists and
+optional enumerated filters."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, TypeVar
 
 from litestar.params import Parameter
 
-__all__ = ["MAX_DOCUMENT_BYTES", "Limit", "StartingAfter", "one_of"]
+__all__ = ["MAX_DOCUMENT_BYTES", "Limit", "StartingAfter", "one_of", "page_in_memory"]
+
+T = TypeVar("T")
 
 # Bodies of the JSON document APIs (master data, quotes, run requests) are small; anything
 # larger is refused with 413 before it is read whole. Ingest states its own, larger limit.
@@ -24,6 +28,15 @@ StartingAfter = Annotated[
         required=False,
     ),
 ]
+
+
+def page_in_memory(
+    items: Iterable[T], key: Callable[[T], str], limit: int, starting_after: str | None
+) -> tuple[list[T], bool]:
+    """One page (and whether more follow) of a short list already sorted by ``key``, for
+    ports that hand over a whole list (master data, one customer's subscriptions)."""
+    rest = [i for i in items if starting_after is None or key(i) > starting_after]
+    return rest[:limit], len(rest) > limit
 
 
 def one_of(*values: str, description: str | None = None) -> Any:

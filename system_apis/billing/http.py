@@ -5,37 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-import msgspec
-
 from canonical.errors import NotFound
 from canonical.model import Code, Meter, PricePlan, RatedCharge
 from system_apis.billing.port import (
+    MAX_EVENT_TYPE_FILTER,
     EventType,
     MeterList,
     PlanList,
     PlanRef,
     RatedChargeList,
     RatingRequest,
+    fits,
+    spec_body,
     to_wire,
 )
 from system_apis.remote import RemoteSystem, segment
 
 __all__ = ["HttpBilling"]
 
-_FILTER_CHUNK = 50  # event types per request, the contract's limit
-
-
-def _fits(value: str, kind: object) -> bool:
-    try:
-        msgspec.convert(value, kind)
-    except msgspec.ValidationError:
-        return False
-    return True
-
 
 def _segment(value: str, kind: object, what: str) -> str:
     """A path segment; a value the contract cannot address does not exist remotely either."""
-    if not _fits(value, kind):
+    if not fits(value, kind):
         raise NotFound(f"{what} {value!r} does not exist")
     return segment(value)
 
@@ -46,10 +37,8 @@ class HttpBilling:
 
     async def put_meter(self, meter: Meter) -> Meter:
         """The remote engine assigns the id of a new meter; an existing one keeps its id."""
-        body = to_wire(meter)
-        del body["id"], body["code"]
         path = f"/meters/{_segment(meter.code, Code, 'meter')}"
-        return await self._remote.call("PUT", path, json=body, type=Meter)
+        return await self._remote.call("PUT", path, json=spec_body(meter), type=Meter)
 
     async def get_meter(self, code: str) -> Meter:
         path = f"/meters/{_segment(code, Code, 'meter')}"
@@ -73,10 +62,10 @@ class HttpBilling:
         return await self._remote.collect("/meters", MeterList)
 
     async def meters_for_event_types(self, event_types: Collection[str]) -> dict[str, list[Meter]]:
-        wanted = sorted({t for t in event_types if _fits(t, EventType)})
+        wanted = sorted({t for t in event_types if fits(t, EventType)})
         found: dict[str, list[Meter]] = {}
-        for i in range(0, len(wanted), _FILTER_CHUNK):
-            chunk = wanted[i : i + _FILTER_CHUNK]
+        for i in range(0, len(wanted), MAX_EVENT_TYPE_FILTER):
+            chunk = wanted[i : i + MAX_EVENT_TYPE_FILTER]
             meters = await self._remote.collect("/meters", MeterList, params={"event_type": chunk})
             for meter in meters:
                 found.setdefault(meter.event_type, []).append(meter)
@@ -84,10 +73,8 @@ class HttpBilling:
 
     async def put_plan(self, plan: PricePlan) -> PricePlan:
         """The remote engine assigns the id of a new plan; an existing one keeps its id."""
-        body = to_wire(plan)
-        del body["id"], body["code"]
         path = f"/plans/{_segment(plan.code, Code, 'plan')}"
-        return await self._remote.call("PUT", path, json=body, type=PricePlan)
+        return await self._remote.call("PUT", path, json=spec_body(plan), type=PricePlan)
 
     async def get_plan(self, plan_id: str) -> PricePlan:
         path = f"/plans/{_segment(plan_id, PlanRef, 'plan')}"

@@ -25,9 +25,11 @@ from canonical.model import (
     PositiveDecimalString,
     PricePlan,
     RatedCharge,
+    decimal_text,
 )
 
 __all__ = [
+    "MAX_EVENT_TYPE_FILTER",
     "BillingPort",
     "ChargeSpec",
     "CountMeterSpec",
@@ -50,7 +52,8 @@ __all__ = [
     "TierSpec",
     "UniqueCountMeterSpec",
     "VolumeChargeSpec",
-    "decimal_text",
+    "fits",
+    "spec_body",
     "to_wire",
 ]
 
@@ -70,15 +73,19 @@ FieldPath = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,199
 Unit = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # A plan is addressed by its id or its code; both are plain tokens.
 PlanRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# Event types one ``GET /meters`` may filter by (the route's limit; adapters chunk by it).
+MAX_EVENT_TYPE_FILTER = 50
 
 
-def decimal_text(value: Decimal) -> str:
-    """The contract's form of a decimal: fixed-point, never exponent notation."""
-    if value == 0:
-        return "0"
-    if value.as_tuple().exponent < -12:  # type: ignore[operator]
-        value = value.normalize()  # trailing zeros beyond 12 dp carry nothing
-    return format(value, "f")
+def fits(value: str, kind: Any) -> bool:
+    """Whether ``value`` has a shape the contract can address (``kind`` is one of the
+    constrained types above); anything else cannot exist on any engine, and must not
+    reach a database (PostgreSQL refuses NUL in text) or a path."""
+    try:
+        msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def to_wire(value: Any) -> Any:
@@ -94,6 +101,14 @@ def to_wire(value: Any) -> Any:
         return item
 
     return walk(msgspec.to_builtins(value, builtin_types=(Decimal,)))
+
+
+def spec_body(value: Meter | PricePlan) -> dict[str, Any]:
+    """The wire body of ``PUT /meters/{code}`` or ``PUT /plans/{plan}`` for ``value``: the
+    path carries the code and the engine assigns the id."""
+    body = to_wire(value)
+    del body["id"], body["code"]
+    return body
 
 
 # --- port-level structs --------------------------------------------------------------

@@ -16,6 +16,7 @@ from canonical.access import requires
 from canonical.ids import new_id
 from canonical.model import Code, Meter, PricePlan
 from system_apis.billing.port import (
+    MAX_EVENT_TYPE_FILTER,
     BillingPort,
     MeterList,
     MeterSpec,
@@ -53,7 +54,7 @@ EventTypes = Annotated[
     Parameter(
         query="event_type",
         required=False,
-        max_items=50,
+        max_items=MAX_EVENT_TYPE_FILTER,
         description="Only meters of these event types (repeat the parameter).",
     ),
 ]

@@ -7,6 +7,7 @@ from datetime import date
 
 from canonical.model import Amendment, Customer, Subscription
 from system_apis.crm.port import (
+    MAX_FILTER,
     MAX_LOOKUP,
     AmendmentInput,
     CustomerIds,
@@ -19,8 +20,6 @@ from system_apis.crm.port import (
 from system_apis.remote import RemoteSystem, segment
 
 __all__ = ["HttpCrm"]
-
-FILTER_CHUNK = 100  # the route accepts at most 100 customer_id filters per request
 
 
 class HttpCrm:
@@ -90,11 +89,11 @@ class HttpCrm:
             )
         wanted = sorted(set(customer_ids))
         found: list[Subscription] = []
-        for i in range(0, len(wanted), FILTER_CHUNK):
+        for i in range(0, len(wanted), MAX_FILTER):
             found += await self._remote.collect(
                 "/active-subscriptions",
                 SubscriptionList,
-                params=base | {"customer_id": wanted[i : i + FILTER_CHUNK]},
+                params=base | {"customer_id": wanted[i : i + MAX_FILTER]},
             )
         return sorted(found, key=lambda s: s.id)
 

@@ -27,6 +27,8 @@ from canonical.model import (
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_FILTER",
+    "MAX_LOOKUP",
     "AmendmentInput",
     "CrmPort",
     "CustomerIds",
@@ -52,7 +54,8 @@ IsoCurrency = Annotated[
         pattern="^(" + "|".join(sorted(c for c in list_currencies() if c.isupper())) + ")$"
     ),
 ]
-MAX_LOOKUP = 1000
+MAX_LOOKUP = 1000  # ids per ``POST /known-customers``
+MAX_FILTER = 100  # customer_id filters per ``GET /active-subscriptions``
 
 
 class CustomerInput(Base):

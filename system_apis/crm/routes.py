@@ -18,6 +18,7 @@ from canonical.ids import new_id
 from canonical.model import Customer, Subscription
 from system_apis.crm.port import (
     ID_PATTERN,
+    MAX_FILTER,
     AmendmentInput,
     CrmPort,
     CustomerIds,
@@ -27,7 +28,7 @@ from system_apis.crm.port import (
     SubscriptionInput,
     SubscriptionList,
 )
-from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter
+from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, page_in_memory
 
 __all__ = ["router"]
 
@@ -43,7 +44,7 @@ CustomerFilter = Annotated[
     list[str] | None,
     Parameter(
         query="customer_id",
-        max_items=100,
+        max_items=MAX_FILTER,
         required=False,
         description="Only these customers (repeat the parameter).",
     ),
@@ -96,12 +97,9 @@ async def customer_subscriptions(
     crm: Crm, customer_id: str, limit: Limit = 50, starting_after: StartingAfter = None
 ) -> SubscriptionList:
     # A customer holds a handful of subscriptions: page the full list in memory.
-    subs = [
-        s
-        for s in await crm.list_subscriptions(customer_id)
-        if starting_after is None or s.id > starting_after
-    ]
-    return SubscriptionList(data=subs[:limit], has_more=len(subs) > limit)
+    subs = await crm.list_subscriptions(customer_id)
+    data, has_more = page_in_memory(subs, lambda s: s.id, limit, starting_after)
+    return SubscriptionList(data=data, has_more=has_more)
 
 
 @post(

@@ -6,8 +6,7 @@ problem+json at the gateway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from litestar import Router, get, post, put
 from litestar.exceptions import NotFoundException
@@ -30,15 +29,13 @@ from system_apis.erp.port import (
     PeriodStatusInput,
     TrialBalance,
 )
-from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter
+from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, page_in_memory
 
 __all__ = ["router"]
 
 # Scopes a token needs here (published in the contract, enforced at the gateway).
 READ = requires("system:read")
 WRITE = requires("system:write")
-
-T = TypeVar("T")
 
 Erp = Annotated[ErpPort, Dependency(skip_validation=True)]
 # A caller-chosen id must be able to be a key; lookups take any string (unknown: 404).
@@ -47,12 +44,6 @@ PeriodPath = Annotated[str, Parameter(pattern=PERIOD_PATTERN, description="YYYY-
 IdFilter = Annotated[str | None, Parameter(max_length=64, pattern=CODE_PATTERN, required=False)]
 CurrencyFilter = Annotated[str | None, Parameter(pattern=r"^[A-Z]{3}$", required=False)]
 ExternalRefQuery = Annotated[str, Parameter(pattern=r"^[!-~]{1,128}$")]
-
-
-def _page(items: Sequence[T], key, limit: int, starting_after: str | None) -> tuple[list[T], bool]:
-    """Cursor paging over a short master-data list held in memory."""
-    rest = [i for i in items if starting_after is None or key(i) > starting_after]
-    return rest[:limit], len(rest) > limit
 
 
 @put("/legal-entities/{entity_id:str}", security=WRITE, operation_id="erpPutLegalEntity")
@@ -69,7 +60,9 @@ async def get_legal_entity(erp: Erp, entity_id: str) -> LegalEntity:
 async def list_legal_entities(
     erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None
 ) -> LegalEntityList:
-    data, has_more = _page(await erp.list_legal_entities(), lambda e: e.id, limit, starting_after)
+    data, has_more = page_in_memory(
+        await erp.list_legal_entities(), lambda e: e.id, limit, starting_after
+    )
     return LegalEntityList(data=data, has_more=has_more)
 
 
@@ -81,7 +74,7 @@ async def put_item(erp: Erp, code: NewId, data: ItemInput) -> ErpItem:
 
 @get("/items", security=READ, operation_id="erpListItems")
 async def list_items(erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None) -> ItemList:
-    data, has_more = _page(await erp.list_items(), lambda i: i.code, limit, starting_after)
+    data, has_more = page_in_memory(await erp.list_items(), lambda i: i.code, limit, starting_after)
     return ItemList(data=data, has_more=has_more)
 
 

@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 from babel.numbers import list_currencies
 
-from canonical.model import Base, Country, DecimalString, Page, TaxLine, TaxStatus
+from canonical.model import (
+    Base,
+    Country,
+    DecimalString,
+    Page,
+    TaxLine,
+    TaxStatus,
+    decimal_text,
+)
 
 __all__ = [
     "TaxLineList",
@@ -109,10 +117,7 @@ def to_wire(request: TaxRequest) -> dict[str, Any]:
     """The JSON body of a request: decimals fixed-point, never exponent notation."""
     body = msgspec.to_builtins(request, builtin_types=(Decimal,))
     for line in body["lines"]:
-        amount: Decimal = line["amount"]
-        if amount.as_tuple().exponent < -12:  # type: ignore[operator]
-            amount = amount.normalize()  # trailing zeros beyond 12 dp carry nothing
-        line["amount"] = "0" if amount == 0 else format(amount, "f")
+        line["amount"] = decimal_text(line["amount"])
     return body
 
 

@@ -22,6 +22,7 @@ from system_apis.billing.port import (
     PlanList,
     PlanRef,
     RatingRequest,
+    fits,
 )
 from system_apis.billing.reference.rating import rate_plan
 from system_apis.billing.reference.tables import meters, plans
@@ -33,17 +34,10 @@ from system_apis.billing.reference.validation import (
 
 __all__ = ["ReferenceBilling"]
 
-_PAGE = 100  # page size when a whole list is read
 
-
-def _matches(value: str, kind: Any) -> bool:
-    """Whether ``value`` has a shape the engine could have stored; anything else cannot
-    exist, and must not reach the database (PostgreSQL refuses NUL in text)."""
-    try:
-        msgspec.convert(value, kind)
-    except msgspec.ValidationError:
-        return False
-    return True
+def _event_types(event_types: Collection[str]) -> list[str]:
+    """The event types a meter could have (the rest cannot match, nor reach the database)."""
+    return sorted({t for t in event_types if fits(t, EventType)})
 
 
 async def _upsert(s: AsyncSession, table, values: dict[str, Any]) -> None:
@@ -92,7 +86,7 @@ class ReferenceBilling:
 
     async def get_meter(self, code: str) -> Meter:
         row = None
-        if _matches(code, Code):
+        if fits(code, Code):
             async with self._sessions.begin() as s:
                 query = select(meters).where(meters.c.code == code)
                 row = (await s.execute(query)).one_or_none()
@@ -111,7 +105,7 @@ class ReferenceBilling:
         if starting_after is not None:
             query = query.where(meters.c.id > starting_after)
         if event_types is not None:
-            wanted = sorted({t for t in event_types if _matches(t, EventType)})
+            wanted = _event_types(event_types)
             if not wanted:
                 return MeterList(data=[], has_more=False)
             query = query.where(meters.c.event_type.in_(wanted))
@@ -119,13 +113,20 @@ class ReferenceBilling:
             rows = (await s.execute(query)).all()
         return MeterList(data=[_meter(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
+    # Whole lists are one query each, not a query (and a transaction) per page.
     async def list_meters(self) -> list[Meter]:
-        return await self._all(self.meters_page)
+        async with self._sessions() as s:
+            return [_meter(r) for r in await s.execute(select(meters).order_by(meters.c.id))]
 
     async def meters_for_event_types(self, event_types: Collection[str]) -> dict[str, list[Meter]]:
         found: dict[str, list[Meter]] = {}
-        for meter in await self._all(self.meters_page, event_types=event_types):
-            found.setdefault(meter.event_type, []).append(meter)
+        wanted = _event_types(event_types)
+        if not wanted:
+            return found
+        query = select(meters).where(meters.c.event_type.in_(wanted)).order_by(meters.c.id)
+        async with self._sessions() as s:
+            for row in await s.execute(query):
+                found.setdefault(row.event_type, []).append(_meter(row))
         return found
 
     # --- plans -----------------------------------------------------------------------
@@ -149,7 +150,7 @@ class ReferenceBilling:
 
     async def get_plan(self, plan_id: str) -> PricePlan:
         row = None
-        if _matches(plan_id, PlanRef):
+        if fits(plan_id, PlanRef):
             async with self._sessions.begin() as s:
                 for column in (plans.c.id, plans.c.code):
                     row = (await s.execute(select(plans).where(column == plan_id))).one_or_none()
@@ -168,7 +169,8 @@ class ReferenceBilling:
         return PlanList(data=[_plan(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def list_plans(self) -> list[PricePlan]:
-        return await self._all(self.plans_page)
+        async with self._sessions() as s:
+            return [_plan(r) for r in await s.execute(select(plans).order_by(plans.c.id))]
 
     # --- rating ----------------------------------------------------------------------
 
@@ -182,13 +184,3 @@ class ReferenceBilling:
             service_end=request.service_end,
             quantities=request.quantities,
         )
-
-    @staticmethod
-    async def _all(page_of, **filters) -> list:
-        items, cursor = [], None
-        while True:
-            page = await page_of(limit=_PAGE, starting_after=cursor, **filters)
-            items.extend(page.data)
-            if not page.has_more:
-                return items
-            cursor = page.data[-1].id

@@ -26,7 +26,7 @@ from canonical.model import (
     VolumeCharge,
 )
 from canonical.money import UNIT_PRICE_PLACES, is_currency
-from system_apis.billing.port import MeterSpec, PlanSpec, to_wire
+from system_apis.billing.port import MeterSpec, PlanSpec, spec_body
 
 __all__ = ["check_code", "check_meter", "check_plan", "usage_meter_codes"]
 
@@ -58,9 +58,7 @@ def check_meter(meter: Meter) -> None:
             f"meter {meter.code!r}: aggregation {meter.aggregation!r} needs the event "
             "property to aggregate in `field`"
         )
-    body = to_wire(meter)
-    del body["id"], body["code"]
-    _conforms(body, MeterSpec, f"meter {meter.code!r}")
+    _conforms(spec_body(meter), MeterSpec, f"meter {meter.code!r}")
 
 
 def _amount(value: Decimal, where: str, *, positive: bool = False) -> None:
@@ -124,9 +122,7 @@ def check_plan(plan: PricePlan) -> None:
                 _amount(charge.amount, f"{where}.amount")
     if sum(isinstance(c, MinimumCommitment) for c in plan.charges) > 1:
         raise BusinessRuleViolation("a plan may have at most one minimum commitment")
-    body = to_wire(plan)
-    del body["id"], body["code"]
-    _conforms(body, PlanSpec, f"plan {plan.code!r}")
+    _conforms(spec_body(plan), PlanSpec, f"plan {plan.code!r}")
 
 
 def usage_meter_codes(plan: PricePlan) -> set[str]:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
 from datetime import date
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -141,8 +142,7 @@ class ReferenceCrm:
             await s.execute(
                 sa.delete(amendments).where(amendments.c.subscription_id == subscription.id)
             )
-            for amendment in subscription.amendments:
-                await self._insert_amendment(s, subscription.id, amendment)
+            await _insert_amendments(s, subscription.id, subscription.amendments)
         return _with_amendments(subscription, subscription.amendments)
 
     async def _require_customer(self, s: AsyncSession, customer_id: str) -> None:
@@ -150,26 +150,13 @@ class ReferenceCrm:
         if found.first() is None:
             raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
 
-    async def _insert_amendment(self, s: AsyncSession, sub_id: str, amendment: Amendment) -> None:
-        await s.execute(
-            sa.insert(amendments).values(
-                id=new_id("amd"),
-                subscription_id=sub_id,
-                effective_from=amendment.effective_from,
-                plan_id=amendment.plan_id,
-                created_at=utcnow(),
-            )
-        )
-
     async def get_subscription(self, subscription_id: str) -> Subscription:
         if rules.is_id(subscription_id):
             async with self._sessions() as s:
                 found = await self._load(s, subscriptions.c.id == subscription_id)
             if found:
                 return found[0]
-        raise NotFound(
-            f"subscription {subscription_id[:80]} not found", code="subscription_not_found"
-        )
+        raise _subscription_not_found(subscription_id)
 
     async def list_subscriptions(self, customer_id: str) -> list[Subscription]:
         if not rules.is_id(customer_id):
@@ -212,22 +199,28 @@ class ReferenceCrm:
 
     async def add_amendment(self, subscription_id: str, amendment: Amendment) -> Subscription:
         rules.require_id(amendment.plan_id, "plan_id")
-        sub = await self.get_subscription(subscription_id)
+        if not rules.is_id(subscription_id):
+            raise _subscription_not_found(subscription_id)
         async with self._sessions.begin() as s:
-            # Re-read inside the writing transaction so the clash check sees committed state.
-            sub = (await self._load(s, subscriptions.c.id == sub.id))[0]
+            # Write the subscription row first: that locks it, so concurrent amendments of
+            # one subscription queue here and the clash check below sees committed state
+            # (a read first would race, and on SQLite fail to upgrade to a write).
+            await s.execute(
+                sa.update(subscriptions)
+                .where(subscriptions.c.id == subscription_id)
+                .values(updated_at=utcnow())
+            )
+            found = await self._load(s, subscriptions.c.id == subscription_id)
+            if not found:
+                raise _subscription_not_found(subscription_id)
+            sub = found[0]
             rules.check_amendment_date(sub, amendment.effective_from)
             if any(a.effective_from == amendment.effective_from for a in sub.amendments):
                 raise Conflict(
                     f"an amendment already takes effect on {amendment.effective_from}",
                     code="amendment_exists",
                 )
-            await self._insert_amendment(s, sub.id, amendment)
-            await s.execute(
-                sa.update(subscriptions)
-                .where(subscriptions.c.id == sub.id)
-                .values(updated_at=utcnow())
-            )
+            await _insert_amendments(s, sub.id, [amendment])
         return _with_amendments(sub, [*sub.amendments, amendment])
 
     async def _load(self, s: AsyncSession, *where, limit: int | None = None) -> list[Subscription]:
@@ -266,12 +259,29 @@ def _overlapping(start: date, end: date) -> tuple:
     )
 
 
-def _with_amendments(sub: Subscription, items: list[Amendment]) -> Subscription:
-    return Subscription(
-        id=sub.id,
-        customer_id=sub.customer_id,
-        plan_id=sub.plan_id,
-        start_date=sub.start_date,
-        end_date=sub.end_date,
-        amendments=sorted(items, key=lambda a: a.effective_from),
+async def _insert_amendments(s: AsyncSession, sub_id: str, items: list[Amendment]) -> None:
+    """One INSERT for all of ``items`` (a PUT may carry up to 100), not one per row."""
+    if not items:
+        return
+    now = utcnow()
+    await s.execute(
+        sa.insert(amendments),
+        [
+            {
+                "id": new_id("amd"),
+                "subscription_id": sub_id,
+                "effective_from": a.effective_from,
+                "plan_id": a.plan_id,
+                "created_at": now,
+            }
+            for a in items
+        ],
     )
+
+
+def _with_amendments(sub: Subscription, items: list[Amendment]) -> Subscription:
+    return msgspec.structs.replace(sub, amendments=sorted(items, key=lambda a: a.effective_from))
+
+
+def _subscription_not_found(subscription_id: str) -> NotFound:
+    return NotFound(f"subscription {subscription_id[:80]} not found", code="subscription_not_found")

@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from decimal import Decimal
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +24,7 @@ from system_apis.erp.reference.tables import (
     journal_lines,
 )
 
-__all__ = ["check_invoice", "insert_document", "is_external_ref", "load_documents"]
+__all__ = ["check_invoice", "check_text", "insert_document", "is_external_ref", "load_documents"]
 
 _EXTERNAL_REF = re.compile(r"[!-~]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -33,7 +34,7 @@ def is_external_ref(value: str) -> bool:
     return _EXTERNAL_REF.fullmatch(value) is not None
 
 
-def _text(value: str, field: str, max_length: int, *, min_length: int = 1) -> None:
+def check_text(value: str, field: str, max_length: int, *, min_length: int = 1) -> None:
     if not min_length <= len(value) <= max_length or _CONTROL.search(value):
         raise InvalidRequest(
             f"{field} must be {min_length}-{max_length} printable characters", code="invalid_field"
@@ -46,9 +47,9 @@ def check_invoice(invoice: ErpInvoice) -> None:
         raise InvalidRequest(
             "external_ref must be 1-128 printable ASCII characters", code="invalid_field"
         )
-    _text(invoice.customer_name, "customer_name", 200)
+    check_text(invoice.customer_name, "customer_name", 200)
     if invoice.correlation_id is not None:
-        _text(invoice.correlation_id, "correlation_id", 128)
+        check_text(invoice.correlation_id, "correlation_id", 128)
     if not is_currency(invoice.currency):
         raise BusinessRuleViolation(
             f"unknown currency {invoice.currency!r}", code="unknown_currency"
@@ -56,7 +57,7 @@ def check_invoice(invoice: ErpInvoice) -> None:
     if not invoice.lines:
         raise InvalidRequest("a document needs at least one line", code="no_lines")
     for n, line in enumerate(invoice.lines, start=1):
-        _text(line.description, f"line {n} description", 500, min_length=0)
+        check_text(line.description, f"line {n} description", 500, min_length=0)
         for amount in (line.amount, line.tax_amount):
             if not amount.is_finite() or amount < 0:
                 raise InvalidRequest(
@@ -88,25 +89,33 @@ async def insert_document(
             for line, net, tax in zip(invoice.lines, nets, taxes, strict=True)
         ],
     )
-    now = utcnow()
     doc_id, entry_id = new_id("doc"), new_id("jnl")
-    await s.execute(
-        sa.insert(documents).values(
-            id=doc_id,
-            external_ref=invoice.external_ref,
-            kind=invoice.kind,
-            customer_id=invoice.customer_id,
-            legal_entity_id=invoice.legal_entity_id,
-            currency=cur,
+    document = ErpDocument(
+        id=doc_id,
+        external_ref=invoice.external_ref,
+        kind=invoice.kind,
+        customer_id=invoice.customer_id,
+        legal_entity_id=invoice.legal_entity_id,
+        currency=cur,
+        posting_date=invoice.posting_date,
+        net_total=net_total,
+        tax_total=tax_total,
+        total=net_total + tax_total,
+        journal=JournalEntry(
+            id=entry_id,
+            document_id=doc_id,
             posting_date=invoice.posting_date,
-            net_total=net_total,
-            tax_total=tax_total,
-            total=net_total + tax_total,
-            amount_paid=round_money(Decimal(0), cur),
-            correlation_id=correlation_id,
-            created_at=now,
-        )
+            currency=cur,
+            lines=journal,
+        ),
+        correlation_id=correlation_id,
+        created_at=utcnow(),
     )
+    # The document row is the answer's fields but the journal (its own tables), plus
+    # what is paid so far.
+    row = msgspec.structs.asdict(document)
+    del row["journal"]
+    await s.execute(sa.insert(documents).values(**row, amount_paid=round_money(Decimal(0), cur)))
     await s.execute(
         sa.insert(document_lines),
         [
@@ -129,7 +138,7 @@ async def insert_document(
             posting_date=invoice.posting_date,
             currency=cur,
             correlation_id=correlation_id,
-            created_at=now,
+            created_at=document.created_at,
         )
     )
     if journal:
@@ -146,27 +155,7 @@ async def insert_document(
                 for n, line in enumerate(journal, 1)
             ],
         )
-    return ErpDocument(
-        id=doc_id,
-        external_ref=invoice.external_ref,
-        kind=invoice.kind,
-        customer_id=invoice.customer_id,
-        legal_entity_id=invoice.legal_entity_id,
-        currency=cur,
-        posting_date=invoice.posting_date,
-        net_total=net_total,
-        tax_total=tax_total,
-        total=net_total + tax_total,
-        journal=JournalEntry(
-            id=entry_id,
-            document_id=doc_id,
-            posting_date=invoice.posting_date,
-            currency=cur,
-            lines=journal,
-        ),
-        correlation_id=correlation_id,
-        created_at=now,
-    )
+    return document
 
 
 async def load_documents(s: AsyncSession, *where, limit: int | None = None) -> list[ErpDocument]:

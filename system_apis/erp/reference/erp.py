@@ -29,6 +29,7 @@ from system_apis.erp.port import (
 )
 from system_apis.erp.reference.documents import (
     check_invoice,
+    check_text,
     insert_document,
     is_external_ref,
     load_documents,
@@ -47,7 +48,6 @@ __all__ = ["ReferenceErp"]
 
 _CODE = re.compile(CODE_PATTERN)
 _REVENUE_ACCOUNT = re.compile(REVENUE_ACCOUNT_PATTERN)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _is_code(value: str) -> bool:
@@ -59,11 +59,6 @@ def _require_code(value: str, what: str) -> None:
         raise BusinessRuleViolation(
             f"{what} {value[:80]!r} is not a valid identifier", code="invalid_id"
         )
-
-
-def _check_name(name: str) -> None:
-    if not 1 <= len(name) <= 200 or _CONTROL.search(name):
-        raise InvalidRequest("name must be 1-200 printable characters", code="invalid_field")
 
 
 def _period_of(text: str) -> str:
@@ -83,7 +78,7 @@ class ReferenceErp:
 
     async def put_legal_entity(self, entity: LegalEntity) -> LegalEntity:
         _require_code(entity.id, "legal entity id")
-        _check_name(entity.name)
+        check_text(entity.name, "name", 200)
         for field in ("country", "us_state"):
             value = getattr(entity, field)
             if value is not None and not re.fullmatch(r"[A-Z]{2}", value):
@@ -118,7 +113,7 @@ class ReferenceErp:
 
     async def put_item(self, item: ErpItem) -> ErpItem:
         _require_code(item.code, "item code")
-        _check_name(item.name)
+        check_text(item.name, "name", 200)
         if not _REVENUE_ACCOUNT.fullmatch(item.revenue_account):
             raise BusinessRuleViolation(
                 f"{item.revenue_account!r} cannot be a revenue account",
