@@ -133,11 +133,13 @@ async def run_idempotent(
         return stored, True
     try:
         response = await produce()
+        if response.status_code < 500:
+            # Inside the ``try``: were storing to fail, the key must be released like
+            # any failed request's, not answer "in flight" to every retry until it expires.
+            await store.complete(client_id, key, response)
+            return response, False
     except BaseException:
         await store.release(client_id, key)
         raise
-    if response.status_code >= 500:
-        await store.release(client_id, key)
-    else:
-        await store.complete(client_id, key, response)
+    await store.release(client_id, key)
     return response, False

@@ -42,12 +42,15 @@ class PortalService:
         await self._visible_customer(customer_id, partner_id)
         if status is not None and status not in VISIBLE:
             return PortalInvoiceList(data=[], has_more=False)
+        # Visibility is part of the query: dropping drafts from a page already read would
+        # answer short (even empty) pages that still say has_more, with no cursor to go on.
         page, has_more = await self._invoices.list(
-            customer_id=customer_id, status=status, limit=limit, starting_after=starting_after
+            customer_id=customer_id,
+            statuses=VISIBLE if status is None else (status,),
+            limit=limit,
+            starting_after=starting_after,
         )
-        return PortalInvoiceList(
-            data=[summary(i) for i in page if i.status in VISIBLE], has_more=has_more
-        )
+        return PortalInvoiceList(data=[summary(i) for i in page], has_more=has_more)
 
     async def invoice(self, invoice_id: str, *, partner_id: str | None = None) -> PortalInvoice:
         invoice = await self._invoices.get(invoice_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Literal
 
 import msgspec
@@ -21,6 +21,7 @@ from canonical import correlation, errors
 from canonical.ids import new_id
 from canonical.model import (
     Base,
+    Customer,
     Invoice,
     InvoiceLine,
     LegalEntity,
@@ -35,7 +36,8 @@ from process_apis.billing.aggregation import MeterQuantity, aggregate
 from process_apis.billing.segments import segments
 from process_apis.exceptions.service import raise_exception
 from process_apis.invoices.store import next_invoice_number, write_invoice
-from process_apis.posting.service import PostingService
+from process_apis.paging import fetch_page
+from process_apis.posting.service import PostingService, posting_date
 from process_apis.tables import billing_runs, invoices
 from process_apis.usage.service import UsageService
 from system_apis.billing.port import BillingPort, RatingRequest
@@ -46,6 +48,9 @@ from system_apis.tax.port import TaxableLine, TaxPort, TaxRequest
 __all__ = ["BillingRun", "BillingRunService", "RunCounts"]
 
 log = logging.getLogger("meterline.billing")
+
+# Subscription ids per IN (...) lookup: well below every backend's bound-parameter limit.
+_ID_CHUNK = 1000
 
 
 class RunCounts(Base):
@@ -80,25 +85,35 @@ def _run(row) -> BillingRun:
     )
 
 
-class _RunMasterData:
-    """Plans, meters and legal entities read once per run, not once per subscription."""
+async def _cached(cache: dict, key: str, load):
+    if key not in cache:
+        cache[key] = await load(key)
+    return cache[key]
 
-    def __init__(self, billing: BillingPort, erp: ErpPort, meters: list[Meter]) -> None:
+
+class _RunMasterData:
+    """Plans, meters, legal entities and customers read once per run, not once per
+    subscription (the posting at the end of the run reuses the customers)."""
+
+    def __init__(
+        self, crm: CrmPort, billing: BillingPort, erp: ErpPort, meters: list[Meter]
+    ) -> None:
+        self._crm = crm
         self._billing = billing
         self._erp = erp
         self.meters = {m.code: m for m in meters}
         self._plans: dict[str, PricePlan] = {}
         self._entities: dict[str, LegalEntity] = {}
+        self.customers: dict[str, Customer] = {}
 
     async def plan(self, plan_id: str) -> PricePlan:
-        if plan_id not in self._plans:
-            self._plans[plan_id] = await self._billing.get_plan(plan_id)
-        return self._plans[plan_id]
+        return await _cached(self._plans, plan_id, self._billing.get_plan)
 
     async def legal_entity(self, entity_id: str) -> LegalEntity:
-        if entity_id not in self._entities:
-            self._entities[entity_id] = await self._erp.get_legal_entity(entity_id)
-        return self._entities[entity_id]
+        return await _cached(self._entities, entity_id, self._erp.get_legal_entity)
+
+    async def customer(self, customer_id: str) -> Customer:
+        return await _cached(self.customers, customer_id, self._crm.get_customer)
 
 
 class BillingRunService:
@@ -130,12 +145,11 @@ class BillingRunService:
         return _run(row)
 
     async def list(self, *, limit: int = 50, starting_after: str | None = None):
-        query = sa.select(billing_runs).order_by(billing_runs.c.id).limit(limit + 1)
-        if starting_after:
-            query = query.where(billing_runs.c.id > starting_after)
         async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
-        return [_run(r) for r in rows[:limit]], len(rows) > limit
+            rows, has_more = await fetch_page(
+                session, billing_runs, [], limit=limit, starting_after=starting_after
+            )
+        return [_run(r) for r in rows], has_more
 
     async def run(self, period: Period, customer_ids: list[str] | None = None) -> BillingRun:
         run_id = new_id("run")
@@ -157,9 +171,15 @@ class BillingRunService:
         subscriptions = await self._crm.subscriptions_active_between(
             period.first_day, period.end.date(), customer_ids
         )
-        masters = _RunMasterData(self._billing, self._erp, await self._billing.list_meters())
+        masters = _RunMasterData(
+            self._crm, self._billing, self._erp, await self._billing.list_meters()
+        )
+        billed = await self._billed_subscriptions([s.id for s in subscriptions], period)
         for subscription in subscriptions:
             counts.subscriptions += 1
+            if subscription.id in billed:
+                counts.skipped += 1
+                continue
             try:
                 created = await self._invoice_subscription(run_id, subscription, period, masters)
             except (
@@ -173,7 +193,7 @@ class BillingRunService:
                 continue
             counts.invoiced += created
             counts.skipped += 0 if created else 1
-        posted = await self._posting.post_pending(run_id=run_id)
+        posted = await self._posting.post_pending(run_id=run_id, customers=masters.customers)
         counts.posted, counts.failed = posted.posted, counts.failed + posted.failed
         async with self._sessions.begin() as session:
             await session.execute(
@@ -199,25 +219,27 @@ class BillingRunService:
                 },
             )
 
-    async def _already_billed(self, subscription_id: str, period: Period) -> bool:
+    async def _billed_subscriptions(self, subscription_ids: list[str], period: Period) -> set[str]:
+        """Which of the subscriptions already have an invoice for ``period``: one query
+        per chunk of ids (by the unique index), not one per subscription. A run racing
+        this one is still caught by the unique constraint when writing."""
+        billed: set[str] = set()
         async with self._sessions() as session:
-            found = await session.execute(
-                sa.select(invoices.c.id)
-                .where(
-                    invoices.c.subscription_id == subscription_id,
-                    invoices.c.period_start == period.first_day,
-                    invoices.c.kind == "invoice",
+            for i in range(0, len(subscription_ids), _ID_CHUNK):
+                found = await session.execute(
+                    sa.select(invoices.c.subscription_id).where(
+                        invoices.c.subscription_id.in_(subscription_ids[i : i + _ID_CHUNK]),
+                        invoices.c.period_start == period.first_day,
+                        invoices.c.kind == "invoice",
+                    )
                 )
-                .limit(1)
-            )
-            return found.first() is not None
+                billed.update(found.scalars())
+        return billed
 
     async def _invoice_subscription(
         self, run_id: str, subscription: Subscription, period: Period, masters: _RunMasterData
     ) -> int:
-        if await self._already_billed(subscription.id, period):
-            return 0
-        customer = await self._crm.get_customer(subscription.customer_id)
+        customer = await masters.customer(subscription.customer_id)
         rated: list[tuple[RatedCharge, MeterQuantity | None]] = []
         for segment in segments(subscription, period):
             plan = await masters.plan(segment.plan_id)
@@ -263,7 +285,7 @@ class BillingRunService:
                     customer_us_state=customer.us_state,
                     currency=currency,
                     # The tax point is the invoice's posting date: the period's last day.
-                    tax_date=period.end.date() - timedelta(days=1),
+                    tax_date=posting_date(period.end.date()),
                     lines=[
                         TaxableLine(reference=c.charge_code, item_code=c.item_code, amount=c.amount)
                         for c, _ in group

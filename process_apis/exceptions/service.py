@@ -13,9 +13,10 @@ from canonical.ids import new_id
 from canonical.model import ExceptionRecord
 from canonical.persistence import upsert_insert
 from canonical.time import utcnow
+from process_apis.paging import equal_to, fetch_page
 from process_apis.tables import exceptions
 
-__all__ = ["ExceptionService", "raise_exception"]
+__all__ = ["ExceptionService", "raise_exception", "raise_exceptions"]
 
 
 async def raise_exception(
@@ -28,31 +29,48 @@ async def raise_exception(
 ) -> None:
     """Open (or re-open and count) the exception for ``(kind, subject)`` in ``session``'s
     transaction, so it commits atomically with the work that found it."""
+    await raise_exceptions(session, kind, [(subject, detail, context, occurrences)])
+
+
+async def raise_exceptions(
+    session: AsyncSession, kind: str, found: list[tuple[str, str, dict[str, Any], int]]
+) -> None:
+    """``raise_exception`` for many ``(subject, detail, context, occurrences)`` of one
+    kind in one statement (ingest may meet hundreds of unknown customers in a batch)."""
+    if not found:
+        return
     now = utcnow()
-    stmt = upsert_insert(exceptions, session.bind.dialect.name).values(
-        id=new_id("exc"),
-        kind=kind,
-        subject=subject,
-        status="open",
-        detail=detail,
-        context=context,
-        occurrences=occurrences,
-        correlation_id=correlation.current(),
-        created_at=now,
-        updated_at=now,
-    )
+    corr = correlation.current()
+    stmt = upsert_insert(exceptions, session.bind.dialect.name)
     stmt = stmt.on_conflict_do_update(
         index_elements=["kind", "subject"],
         set_={
-            "occurrences": exceptions.c.occurrences + occurrences,
+            "occurrences": exceptions.c.occurrences + stmt.excluded.occurrences,
             "status": "open",
-            "detail": detail,
+            "detail": stmt.excluded.detail,
             "context": stmt.excluded.context,
-            "updated_at": now,
+            "updated_at": stmt.excluded.updated_at,
             "resolved_at": None,
         },
     )
-    await session.execute(stmt)
+    rows = [
+        {
+            "id": new_id("exc"),  # ids (the listing order) follow the order found
+            "kind": kind,
+            "subject": subject,
+            "status": "open",
+            "detail": detail,
+            "context": context,
+            "occurrences": occurrences,
+            "correlation_id": corr,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for subject, detail, context, occurrences in found
+    ]
+    # Written in subject order, so that two transactions touching the same subjects lock
+    # their rows in the same order and cannot deadlock.
+    await session.execute(stmt, sorted(rows, key=lambda row: row["subject"]))
 
 
 def _record(row) -> ExceptionRecord:
@@ -79,16 +97,13 @@ class ExceptionService:
         limit: int = 50,
         starting_after: str | None = None,
     ) -> tuple[list[ExceptionRecord], bool]:
-        query = sa.select(exceptions).order_by(exceptions.c.id).limit(limit + 1)
-        if status:
-            query = query.where(exceptions.c.status == status)
-        if kind:
-            query = query.where(exceptions.c.kind == kind)
-        if starting_after:
-            query = query.where(exceptions.c.id > starting_after)
+        # An empty filter (``?kind=``) means no filter here.
+        conditions = equal_to(exceptions, status=status or None, kind=kind or None)
         async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
-        return [_record(r) for r in rows[:limit]], len(rows) > limit
+            rows, has_more = await fetch_page(
+                session, exceptions, conditions, limit=limit, starting_after=starting_after
+            )
+        return [_record(r) for r in rows], has_more
 
     async def get(self, exception_id: str) -> ExceptionRecord:
         async with self._sessions() as session:

@@ -3,6 +3,8 @@ in one transaction, and reading documents back as canonical ``Invoice`` Structs.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Collection
 from datetime import date
 
 import sqlalchemy as sa
@@ -12,6 +14,7 @@ from canonical import errors
 from canonical.model import Invoice, InvoiceLine, TaxLine
 from canonical.persistence import insert_ignore
 from canonical.time import utcnow
+from process_apis.paging import equal_to, fetch_page
 from process_apis.tables import invoice_lines, invoice_numbers, invoices, postings
 
 __all__ = ["InvoiceStore", "next_invoice_number", "write_invoice"]
@@ -151,6 +154,21 @@ def _invoice(row, lines: list[InvoiceLine]) -> Invoice:
     )
 
 
+async def _with_lines(session: AsyncSession, rows) -> list[Invoice]:
+    """The invoices of ``rows`` with their lines, read in one query for all of them."""
+    if not rows:
+        return []
+    found = await session.execute(
+        sa.select(invoice_lines)
+        .where(invoice_lines.c.invoice_id.in_([r.id for r in rows]))
+        .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)
+    )
+    by_invoice: dict[str, list[InvoiceLine]] = defaultdict(list)
+    for r in found:
+        by_invoice[r.invoice_id].append(_line(r))
+    return [_invoice(r, by_invoice[r.id]) for r in rows]
+
+
 class InvoiceStore:
     """Reads of invoices for the process routes and the Experience APIs."""
 
@@ -164,29 +182,21 @@ class InvoiceStore:
             ).first()
             if row is None:
                 raise errors.NotFound(f"invoice {invoice_id} not found")
-            lines = (
+            return (await _with_lines(session, [row]))[0]
+
+    async def many(self, invoice_ids: Collection[str]) -> list[Invoice]:
+        """The invoices of ``invoice_ids`` that exist, in id order: two queries in all."""
+        if not invoice_ids:
+            return []
+        async with self._sessions() as session:
+            rows = (
                 await session.execute(
-                    sa.select(invoice_lines)
-                    .where(invoice_lines.c.invoice_id == invoice_id)
-                    .order_by(invoice_lines.c.position)
+                    sa.select(invoices)
+                    .where(invoices.c.id.in_(list(invoice_ids)))
+                    .order_by(invoices.c.id)
                 )
             ).all()
-        return _invoice(row, [_line(r) for r in lines])
-
-    async def line_lineage(self, invoice_id: str, line_id: str) -> tuple[Invoice, str | None]:
-        """The invoice and the event type behind one of its lines."""
-        invoice = await self.get(invoice_id)
-        async with self._sessions() as session:
-            event_type = (
-                await session.execute(
-                    sa.select(invoice_lines.c.event_type).where(
-                        invoice_lines.c.invoice_id == invoice_id, invoice_lines.c.id == line_id
-                    )
-                )
-            ).first()
-        if event_type is None:
-            raise errors.NotFound(f"line {line_id} not found on invoice {invoice_id}")
-        return invoice, event_type[0]
+            return await _with_lines(session, rows)
 
     async def list(
         self,
@@ -194,37 +204,23 @@ class InvoiceStore:
         customer_id: str | None = None,
         run_id: str | None = None,
         status: str | None = None,
+        statuses: Collection[str] | None = None,
         period_start: date | None = None,
         limit: int = 50,
         starting_after: str | None = None,
     ) -> tuple[list[Invoice], bool]:
-        query = sa.select(invoices).order_by(invoices.c.id).limit(limit + 1)
-        for column, value in (
-            (invoices.c.customer_id, customer_id),
-            (invoices.c.run_id, run_id),
-            (invoices.c.status, status),
-            (invoices.c.period_start, period_start),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        if starting_after:
-            query = query.where(invoices.c.id > starting_after)
+        """A page of invoices; ``statuses`` keeps those in any of the given statuses."""
+        conditions = equal_to(
+            invoices,
+            customer_id=customer_id,
+            run_id=run_id,
+            status=status,
+            period_start=period_start,
+        )
+        if statuses is not None:
+            conditions.append(invoices.c.status.in_(list(statuses)))
         async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
-            page = rows[:limit]
-            ids = [r.id for r in page]
-            line_rows = (
-                (
-                    await session.execute(
-                        sa.select(invoice_lines)
-                        .where(invoice_lines.c.invoice_id.in_(ids))
-                        .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)
-                    )
-                ).all()
-                if ids
-                else []
+            rows, has_more = await fetch_page(
+                session, invoices, conditions, limit=limit, starting_after=starting_after
             )
-        by_invoice: dict[str, list[InvoiceLine]] = {}
-        for r in line_rows:
-            by_invoice.setdefault(r.invoice_id, []).append(_line(r))
-        return [_invoice(r, by_invoice.get(r.id, [])) for r in page], len(rows) > limit
+            return await _with_lines(session, rows), has_more

@@ -10,14 +10,14 @@ raise an exception with business context.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical import correlation, errors
-from canonical.model import ErpDocument, ErpInvoice, ErpInvoiceLine, Invoice
+from canonical.model import Customer, ErpDocument, ErpInvoice, ErpInvoiceLine, Invoice
 from canonical.time import utcnow
 from process_apis.exceptions.service import raise_exception
 from process_apis.invoices.store import InvoiceStore
@@ -25,9 +25,16 @@ from process_apis.tables import invoices, postings
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
 
-__all__ = ["DrainResult", "PostingService"]
+__all__ = ["DrainResult", "PostingService", "posting_date"]
 
 log = logging.getLogger("meterline.posting")
+
+
+def posting_date(period_end: date) -> date:
+    """The last day of the service period ending ``period_end`` (exclusive): invoices are
+    booked then, so revenue lands in the month it was earned (accrual basis), and it is
+    also their tax point. A closed month therefore refuses the document."""
+    return period_end - timedelta(days=1)
 
 
 class DrainResult(msgspec.Struct):
@@ -43,7 +50,15 @@ class PostingService:
         self._crm = crm
         self._invoices = InvoiceStore(sessions)
 
-    async def post_pending(self, *, run_id: str | None = None, limit: int = 1000) -> DrainResult:
+    async def post_pending(
+        self,
+        *,
+        run_id: str | None = None,
+        limit: int = 1000,
+        customers: dict[str, Customer] | None = None,
+    ) -> DrainResult:
+        """Post up to ``limit`` pending invoices (of one run, if given). ``customers`` is a
+        cache by id the caller may have filled already; each customer is read once."""
         query = (
             sa.select(postings.c.invoice_id)
             .join(invoices, invoices.c.id == postings.c.invoice_id)
@@ -55,33 +70,38 @@ class PostingService:
             query = query.where(invoices.c.run_id == run_id)
         async with self._sessions() as session:
             ids = [r[0] for r in await session.execute(query)]
+        customers = {} if customers is None else customers
         result = DrainResult()
-        for invoice_id in ids:
-            outcome = await self.post_one(invoice_id)
+        # All invoices with their lines in two queries, not two per invoice.
+        for invoice in await self._invoices.many(ids):
+            outcome = await self._post(invoice, customers)
             setattr(result, outcome, getattr(result, outcome) + 1)
         return result
 
-    async def post_one(self, invoice_id: str) -> str:
+    async def _post(self, invoice: Invoice, customers: dict[str, Customer]) -> str:
         """Post one invoice; returns ``posted``, ``failed`` or ``pending``."""
-        invoice = await self._invoices.get(invoice_id)
         token = correlation.use(invoice.correlation_id or correlation.ensure())
         try:
-            document = await self._submit(invoice)
+            document = await self._submit(invoice, customers)
         except errors.UpstreamError as exc:
-            await self._record_attempt(invoice_id, f"{exc.code}: {exc.detail}")
+            await self._record_attempt(invoice.id, f"{exc.code}: {exc.detail}")
             return "pending"
         except (errors.BusinessRuleViolation, errors.InvalidRequest, errors.NotFound) as exc:
             await self._fail(invoice, exc)
             return "failed"
         finally:
             correlation.reset(token)
-        await self._mark_posted(invoice_id, document)
+        await self._mark_posted(invoice.id, document)
         return "posted"
 
-    async def _submit(self, invoice: Invoice) -> ErpDocument:
+    async def _submit(self, invoice: Invoice, customers: dict[str, Customer]) -> ErpDocument:
         # No lookup first: the ERP answers a repeated external_ref with the document it
         # already holds, so a re-drive after a crash costs one call, not two.
-        customer = await self._crm.get_customer(invoice.customer_id)
+        customer = customers.get(invoice.customer_id)
+        if customer is None:
+            customer = customers[invoice.customer_id] = await self._crm.get_customer(
+                invoice.customer_id
+            )
         document = ErpInvoice(
             external_ref=invoice.id,
             kind="invoice",
@@ -89,9 +109,7 @@ class PostingService:
             customer_name=customer.name,
             legal_entity_id=invoice.legal_entity_id,
             currency=invoice.currency,
-            # Booked on the last day of the service period, so revenue lands in the month
-            # it was earned (accrual basis); a closed month therefore refuses it.
-            posting_date=invoice.period_end - timedelta(days=1),
+            posting_date=posting_date(invoice.period_end),
             lines=[
                 ErpInvoiceLine(
                     item_code=line.item_code,
