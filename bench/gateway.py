@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import statistics
@@ -32,12 +33,13 @@ from litestar.di import Provide
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _support import access_token, drop_redis_keys, fresh_database  # noqa: E402
+
 from canonical.access import Caller  # noqa: E402
 from canonical.time import Period, utcnow  # noqa: E402
 from experience_apis.portal.routes import router as portal_router  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.demo import seed  # noqa: E402
-from gateway.migrate import upgrade  # noqa: E402
 from gateway.problems import exception_handlers  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.wiring import build_container  # noqa: E402
@@ -107,6 +109,46 @@ async def verification_cost(container, token: str, calls: int = 2000) -> tuple[f
     return cold / (calls // 10) * 1e6, warm / calls * 1e6
 
 
+@dataclasses.dataclass
+class Results:
+    full_time: float
+    bare_time: float
+    full_latencies: list[float]
+    bare_latencies: list[float]
+    cold_us: float
+    warm_us: float
+
+
+async def measure(container, settings: Settings, args) -> Results:
+    """Seeds the demo data, bills this month, and times both apps over it."""
+    await seed(container)
+    await container.billing_runs.run(Period.parse(utcnow().strftime("%Y-%m")), None)
+    credentials = await container.clients.create("bench portal", ["portal:read"])
+
+    gateway = create_app(settings, container)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gateway), base_url="http://bench"
+    ) as client:
+        token = await access_token(client, (credentials.client_id, credentials.client_secret))
+    bare = bare_app(container)
+    authenticated = {"Authorization": f"Bearer {token}"}
+
+    await run(gateway, authenticated, 200, args.concurrency)  # warm-up
+    await run(bare, {}, 200, args.concurrency)
+    full_latencies: list[float] = []
+    bare_latencies: list[float] = []
+    full_time = bare_time = 0.0
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        full_latencies += await run(gateway, authenticated, args.requests, args.concurrency)
+        full_time += time.perf_counter() - started
+        started = time.perf_counter()
+        bare_latencies += await run(bare, {}, args.requests, args.concurrency)
+        bare_time += time.perf_counter() - started
+    cold_us, warm_us = await verification_cost(container, token)
+    return Results(full_time, bare_time, full_latencies, bare_latencies, cold_us, warm_us)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per app and round")
@@ -116,50 +158,23 @@ async def main() -> None:
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
+    overrides = {"rate_limit_read": READ_LIMIT, "log_level": "WARNING"}
+    if args.redis:
+        overrides["redis_url"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        overrides["redis_key_prefix"] = f"meterline-bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        await upgrade(url)
-        overrides = {"rate_limit_read": READ_LIMIT, "log_level": "WARNING"}
-        if args.redis:
-            overrides["redis_url"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-            overrides["redis_key_prefix"] = f"meterline-bench-{uuid.uuid4().hex[:8]}"
-        settings = Settings.from_env({}, database_url=url, **overrides)
-        container = build_container(settings)
-        await seed(container)
-        await container.billing_runs.run(Period.parse(utcnow().strftime("%Y-%m")), None)
-        credentials = await container.clients.create("bench portal", ["portal:read"])
-
-        gateway = create_app(settings, container)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=gateway), base_url="http://bench"
-        ) as client:
-            response = await client.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                auth=(credentials.client_id, credentials.client_secret),
-            )
-            response.raise_for_status()
-            token = response.json()["access_token"]
-        bare = bare_app(container)
-        authenticated = {"Authorization": f"Bearer {token}"}
-
-        await run(gateway, authenticated, 200, args.concurrency)  # warm-up
-        await run(bare, {}, 200, args.concurrency)
-        full_latencies: list[float] = []
-        bare_latencies: list[float] = []
-        full_time = bare_time = 0.0
-        for _ in range(args.rounds):
-            started = time.perf_counter()
-            full_latencies += await run(gateway, authenticated, args.requests, args.concurrency)
-            full_time += time.perf_counter() - started
-            started = time.perf_counter()
-            bare_latencies += await run(bare, {}, args.requests, args.concurrency)
-            bare_time += time.perf_counter() - started
-        cold_us, warm_us = await verification_cost(container, token)
-        await container.aclose()
+        async with fresh_database(Path(tmp)) as url:
+            settings = Settings.from_env({}, database_url=url, **overrides)
+            container = build_container(settings)
+            try:
+                r = await measure(container, settings, args)
+            finally:
+                await container.aclose()
+                if args.redis:
+                    await drop_redis_keys(overrides["redis_url"], overrides["redis_key_prefix"])
 
     total = args.requests * args.rounds
-    full_rate, bare_rate = total / full_time, total / bare_time
+    full_rate, bare_rate = total / r.full_time, total / r.bare_time
     store = "Redis" if args.redis else "memory"
     print(
         f"portal invoice list, {total} requests per app, {args.concurrency} concurrent, "
@@ -167,8 +182,8 @@ async def main() -> None:
     )
     print(f"{'app':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for label, rate, latencies in (
-        ("gateway (OAuth + scopes + rate limit + edge)", full_rate, full_latencies),
-        ("same handler, no auth, no limits", bare_rate, bare_latencies),
+        ("gateway (OAuth + scopes + rate limit + edge)", full_rate, r.full_latencies),
+        ("same handler, no auth, no limits", bare_rate, r.bare_latencies),
     ):
         print(
             f"{label:<44} {rate:>9,.0f} {statistics.median(latencies) * 1e3:>8.2f} "
@@ -176,8 +191,8 @@ async def main() -> None:
         )
     print(f"ratio gateway / bare handler: {full_rate / bare_rate:.2f}")
     print(
-        f"token verification: {cold_us:,.0f} µs uncached (RS256 signature + claims), "
-        f"{warm_us:,.1f} µs cached ({cold_us / warm_us:,.0f}x less)"
+        f"token verification: {r.cold_us:,.0f} µs uncached (RS256 signature + claims), "
+        f"{r.warm_us:,.1f} µs cached ({r.cold_us / r.warm_us:,.0f}x less)"
     )
 
 

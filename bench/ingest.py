@@ -16,29 +16,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import msgspec
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _support import access_token, free_port, fresh_database  # noqa: E402
+
 from canonical.persistence import create_engine, insert_ignore, session_factory  # noqa: E402
 from canonical.time import utcnow  # noqa: E402
-from gateway.migrate import upgrade  # noqa: E402
 from process_apis.tables import usage_events  # noqa: E402
 from process_apis.usage.formats import IngestEvent  # noqa: E402
 
-PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+STARTUP_SECONDS = 20.0
 
 
 def make_batches(batches: int, size: int, duplicate_share: float = 0.0) -> list[bytes]:
@@ -64,26 +62,6 @@ def make_batches(batches: int, size: int, duplicate_share: float = 0.0) -> list[
     return out
 
 
-async def fresh_database(postgres: bool, workdir: Path) -> tuple[str, callable]:
-    if not postgres:
-        url = f"sqlite+aiosqlite:///{workdir / f'{uuid.uuid4().hex}.db'}"
-        await upgrade(url)
-        return url, None
-    name = f"meterline_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    await upgrade(url)
-
-    async def drop():
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-    return url, drop
-
-
 async def seed_customers(url: str) -> tuple[str, str]:
     """The customers and meter the batches name, so ingest takes the matched path, and a
     client allowed to send usage; returns its credentials."""
@@ -92,24 +70,32 @@ async def seed_customers(url: str) -> tuple[str, str]:
     from gateway.wiring import build_container
 
     container = build_container(Settings.from_env({}, database_url=url))
-    await container.erp.put_legal_entity(
-        LegalEntity(id="le_b", name="Bench", country="DE", currency="EUR")
-    )
-    await container.billing.put_meter(
-        Meter(id="mtr_b", code="calls", name="Calls", event_type="api.request", aggregation="count")
-    )
-    for i in range(50):
-        await container.crm.put_customer(
-            Customer(
-                id=f"cus_{i}",
-                name=f"Customer {i}",
-                legal_entity_id="le_b",
-                billing_country="DE",
-                currency="EUR",
+    try:
+        await container.erp.put_legal_entity(
+            LegalEntity(id="le_b", name="Bench", country="DE", currency="EUR")
+        )
+        await container.billing.put_meter(
+            Meter(
+                id="mtr_b",
+                code="calls",
+                name="Calls",
+                event_type="api.request",
+                aggregation="count",
             )
         )
-    credentials = await container.clients.create("bench ingest", ["usage:write"])
-    await container.aclose()
+        for i in range(50):
+            await container.crm.put_customer(
+                Customer(
+                    id=f"cus_{i}",
+                    name=f"Customer {i}",
+                    legal_entity_id="le_b",
+                    billing_country="DE",
+                    currency="EUR",
+                )
+            )
+        credentials = await container.clients.create("bench ingest", ["usage:write"])
+    finally:
+        await container.aclose()
     return credentials.client_id, credentials.client_secret
 
 
@@ -118,35 +104,46 @@ async def floor(url: str, batches: list[bytes]) -> float:
     engine = create_engine(url)
     sessions = session_factory(engine)
     decoder = msgspec.json.Decoder(list[IngestEvent])
-    started = time.perf_counter()
-    for body in batches:
-        now = utcnow()
-        rows = [
-            {
-                "source": e.source,
-                "event_id": e.id,
-                "event_type": e.event_type,
-                "customer_id": e.customer_id,
-                "timestamp": e.timestamp or now,
-                "properties": e.properties,
-                "received_at": now,
-                "correlation_id": None,
-                "matched": 0,
-            }
-            for e in decoder.decode(body)
-        ]
-        async with sessions.begin() as session:
-            stmt = insert_ignore(usage_events, session.bind.dialect.name, ["source", "event_id"])
-            await session.execute(stmt.returning(usage_events.c.seq), rows)
-    elapsed = time.perf_counter() - started
-    await engine.dispose()
-    return elapsed
+    try:
+        started = time.perf_counter()
+        for body in batches:
+            now = utcnow()
+            rows = [
+                {
+                    "source": e.source,
+                    "event_id": e.id,
+                    "event_type": e.event_type,
+                    "customer_id": e.customer_id,
+                    "timestamp": e.timestamp or now,
+                    "properties": e.properties,
+                    "received_at": now,
+                    "correlation_id": None,
+                    "matched": 0,
+                }
+                for e in decoder.decode(body)
+            ]
+            async with sessions.begin() as session:
+                stmt = insert_ignore(
+                    usage_events, session.bind.dialect.name, ["source", "event_id"]
+                )
+                await session.execute(stmt.returning(usage_events.c.seq), rows)
+        return time.perf_counter() - started
+    finally:
+        await engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+async def wait_live(http: httpx.AsyncClient, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gateway exited with {server.returncode} before it was live")
+        try:
+            if (await http.get("/health/live")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"gateway not live after {STARTUP_SECONDS} s")
 
 
 async def through_gateway(
@@ -172,21 +169,10 @@ async def through_gateway(
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get("/health/live")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            token = await http.post(
-                "/oauth/token", data={"grant_type": "client_credentials"}, auth=credentials
-            )
-            token.raise_for_status()
+            await wait_live(http, server)
+            token = await access_token(http, credentials)
             queue = list(batches)
-            headers = {
-                "content-type": "application/json",
-                "authorization": f"Bearer {token.json()['access_token']}",
-            }
+            headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
 
             async def worker():
                 while queue:
@@ -201,22 +187,22 @@ async def through_gateway(
             return time.perf_counter() - started
     finally:
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
 
 
 async def measure(label: str, postgres: bool, args, duplicate_share: float) -> None:
     batches = make_batches(args.batches, args.batch_size, duplicate_share)
     events = args.batches * args.batch_size
     with tempfile.TemporaryDirectory() as tmp:
-        url, drop = await fresh_database(postgres, Path(tmp))
-        floor_s = await floor(url, batches)
-        if drop:
-            await drop()
-        url, drop = await fresh_database(postgres, Path(tmp))
-        credentials = await seed_customers(url)
-        gateway_s = await through_gateway(url, batches, args.clients, credentials)
-        if drop:
-            await drop()
+        async with fresh_database(Path(tmp), postgres=postgres) as url:
+            floor_s = await floor(url, batches)
+        async with fresh_database(Path(tmp), postgres=postgres) as url:
+            credentials = await seed_customers(url)
+            gateway_s = await through_gateway(url, batches, args.clients, credentials)
     floor_rate, gateway_rate = events / floor_s, events / gateway_s
     print(
         f"{label:<28} {gateway_rate:>12,.0f} {floor_rate:>12,.0f} {gateway_rate / floor_rate:>7.2f}"

@@ -21,6 +21,7 @@ from gateway.contracts import (
 )
 from gateway.problems import Problem
 from gateway.settings import Settings
+from tests.support.problems import assert_problem
 
 NAMES = [name for name, _ in API_ROUTERS]
 COMMITTED = sorted(CONTRACTS_DIR.glob("*.yaml"))
@@ -133,7 +134,6 @@ def test_unknown_contract_is_a_404_problem(app):
     with TestClient(app=app) as client:
         response = client.get("/openapi/system-nope.v1.yaml")
         index = client.get("/openapi")
-    assert response.status_code == 404
-    assert response.headers["content-type"].startswith("application/problem+json")
+    assert_problem(response, 404)
     assert index.status_code == 200
     assert "/openapi/system-crm.v1.yaml" in index.json()["contracts"]

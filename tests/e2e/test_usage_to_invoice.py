@@ -6,28 +6,21 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-import pytest
-
 from canonical.model import (
-    Customer,
-    ErpItem,
     FlatCharge,
     GraduatedCharge,
-    LegalEntity,
-    Meter,
     MinimumCommitment,
     PackageCharge,
     PerUnitCharge,
     PricePlan,
-    Subscription,
     Tier,
     VolumeCharge,
 )
 from canonical.time import Period, utcnow
 from tests.support.app import gateway_client
+from tests.support.seeding import moments, seed
 
 D = Decimal
 CENT = D("0.01")
@@ -86,98 +79,13 @@ PLAN = PricePlan(
 )
 
 
-async def seed(container) -> None:
-    await container.erp.put_legal_entity(
-        LegalEntity(
-            id="le_de", name="Seller GmbH", country="DE", currency="EUR", vat_id="DE136695976"
-        )
-    )
-    for code, account in [
-        ("platform", "4100"),
-        ("calls", "4000"),
-        ("tokens", "4010"),
-        ("storage", "4020"),
-        ("users", "4030"),
-        ("minimum", "4200"),
-    ]:
-        await container.erp.put_item(ErpItem(code=code, name=code, revenue_account=account))
-    for meter in [
-        Meter(
-            id="mtr_calls",
-            code="calls",
-            name="Calls",
-            event_type="api.request",
-            aggregation="count",
-        ),
-        Meter(
-            id="mtr_tokens",
-            code="tokens",
-            name="Tokens",
-            event_type="llm.tokens",
-            aggregation="sum",
-            field="tokens",
-        ),
-        Meter(
-            id="mtr_storage",
-            code="storage",
-            name="Storage",
-            event_type="storage.snapshot",
-            aggregation="max",
-            field="gb",
-        ),
-        Meter(
-            id="mtr_users",
-            code="users",
-            name="Users",
-            event_type="user.active",
-            aggregation="unique_count",
-            field="user_id",
-        ),
-    ]:
-        await container.billing.put_meter(meter)
-    await container.billing.put_plan(PLAN)
-    await container.crm.put_customer(
-        Customer(
-            id="cus_de",
-            name="Kunde GmbH",
-            legal_entity_id="le_de",
-            billing_country="DE",
-            currency="EUR",
-        )
-    )
-    await container.crm.put_customer(
-        Customer(
-            id="cus_fr",
-            name="Client SAS",
-            legal_entity_id="le_de",
-            billing_country="FR",
-            currency="EUR",
-            tax_id="FR40303265045",
-        )
-    )
-    for customer in ("cus_de", "cus_fr"):
-        await container.crm.put_subscription(
-            Subscription(
-                id=f"sub_{customer}",
-                customer_id=customer,
-                plan_id="plan_e2e",
-                start_date=date(2020, 1, 1),
-            )
-        )
-
-
-def moments(period: Period, n: int) -> list[str]:
-    """n distinct instants inside this month and not after now."""
-    now = utcnow()
-    span = (now - period.start) / (n + 1)
-    return [(period.start + span * (i + 1)).isoformat() for i in range(n)]
-
-
-@pytest.mark.asyncio
 async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
     period = Period.containing(utcnow())
     async with gateway_client(database_url) as client:
-        await seed(client.container)
+        # cus_de (DE) and cus_fr (FR, reverse charge) on PLAN; the meters: calls count
+        # api.request, tokens sum llm.tokens, storage the max of storage.snapshot gb, users
+        # the unique count of user.active user_id (tests/support/seeding.py).
+        await seed(client.container, PLAN)
         t = moments(period, 40)
 
         canonical = (

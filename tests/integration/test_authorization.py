@@ -7,16 +7,12 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from litestar.routes import HTTPRoute
 
 from canonical.access import SCOPES
 from gateway.auth.middleware import requirement_of
 from tests.support.app import gateway_client
 from tests.support.auth import bearer
-from tests.support.hashing import cheap_argon2  # noqa: F401
-
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 CUSTOMER = {
     "name": "Scope Test GmbH",

@@ -6,18 +6,37 @@ from __future__ import annotations
 from decimal import Decimal
 
 from canonical import errors
-from canonical.model import Customer, Subscription
+from canonical.model import FlatCharge, PerUnitCharge, PricePlan, Subscription
 from canonical.time import Period, utcnow
 from process_apis.billing.runs import BillingRunService
 from process_apis.posting.service import PostingService
-from tests.e2e.test_usage_to_invoice import moments, seed
 from tests.support.app import gateway_client
+from tests.support.seeding import customer, moments, seed
+
+PLAN = PricePlan(
+    id="plan_usage",
+    code="usage",
+    name="Usage plan",
+    currency="EUR",
+    charges=[
+        FlatCharge(
+            code="platform", description="Platform fee", item_code="platform", amount=Decimal(49)
+        ),
+        PerUnitCharge(
+            code="calls",
+            description="API calls",
+            item_code="calls",
+            meter_code="calls",
+            unit_price=Decimal("0.002"),
+        ),
+    ],
+)
 
 
 async def test_usage_for_an_unknown_customer_is_billed_once_the_customer_exists(sqlite_url):
     period = Period.containing(utcnow())
     async with gateway_client(sqlite_url) as client:
-        await seed(client.container)
+        await seed(client.container, PLAN)
         t = moments(period, 3)
         events = [
             {
@@ -34,18 +53,10 @@ async def test_usage_for_an_unknown_customer_is_billed_once_the_customer_exists(
         assert [e["context"]["subject"] for e in open_["data"]] == ["cus_new"]
 
         crm = client.container.crm
-        await crm.put_customer(
-            Customer(
-                id="cus_new",
-                name="New GmbH",
-                legal_entity_id="le_de",
-                billing_country="DE",
-                currency="EUR",
-            )
-        )
+        await crm.put_customer(customer("cus_new", name="New GmbH"))
         await crm.put_subscription(
             Subscription(
-                id="sub_new", customer_id="cus_new", plan_id="plan_e2e", start_date=period.first_day
+                id="sub_new", customer_id="cus_new", plan_id=PLAN.id, start_date=period.first_day
             )
         )
         run = await client.post(
@@ -87,7 +98,7 @@ class LosesTheAnswer:
 async def test_an_ambiguous_commit_is_resolved_by_lookup_and_never_posted_twice(sqlite_url):
     period = Period.containing(utcnow())
     async with gateway_client(sqlite_url) as client:
-        await seed(client.container)
+        await seed(client.container, PLAN)
         c = client.container
         flaky = LosesTheAnswer(c.erp)
         posting = PostingService(c.sessions, flaky, c.crm)

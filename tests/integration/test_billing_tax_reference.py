@@ -6,12 +6,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-import httpx
 import pytest
 import sqlalchemy as sa
-from litestar import Litestar
-from litestar.di import Provide
-from litestar.testing import AsyncTestClient
 
 from canonical import correlation
 from canonical.errors import BusinessRuleViolation, Conflict, InvalidRequest, NotFound
@@ -24,30 +20,20 @@ from canonical.model import (
     PricePlan,
     Tier,
 )
-from canonical.persistence import create_engine, session_factory
-from gateway import problems
 from system_apis.billing.http import HttpBilling
 from system_apis.billing.port import RatingRequest
 from system_apis.billing.reference import ReferenceBilling
 from system_apis.billing.routes import router as billing_router
-from system_apis.remote import RemoteSystem
 from system_apis.tax.http import HttpTax
 from system_apis.tax.port import TaxableLine, TaxRequest
 from system_apis.tax.reference import ReferenceTax
 from system_apis.tax.reference.tables import quotes
 from system_apis.tax.routes import router as tax_router
+from tests.support.problems import assert_problem
+from tests.support.systems import remote_system, system_app, system_client
 
 D = Decimal
 APRIL = {"period_start": date(2024, 4, 1), "period_end": date(2024, 5, 1)}
-
-
-@pytest.fixture
-async def sessions(database_url):
-    engine = create_engine(database_url)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -60,15 +46,15 @@ def tax(sessions):
     return ReferenceTax(sessions)
 
 
-def app_for(billing, tax) -> Litestar:
-    return Litestar(
-        route_handlers=[billing_router, tax_router],
-        dependencies={
-            "billing": Provide(lambda: billing, sync_to_thread=False),
-            "tax": Provide(lambda: tax, sync_to_thread=False),
-        },
-        exception_handlers=problems.exception_handlers,
-    )
+@pytest.fixture
+def app(billing, tax, engine):
+    return system_app(billing_router, tax_router, engine=engine, billing=billing, tax=tax)
+
+
+@pytest.fixture
+async def client(app, engine):
+    async with system_client(app, engine) as client:
+        yield client
 
 
 def meter(code="api_calls", id="mtr_1", **overrides) -> Meter:
@@ -310,227 +296,202 @@ async def test_refused_quotes_are_not_logged(tax, sessions):
 # --- System API routes ---------------------------------------------------------------
 
 
-async def test_billing_routes_round_trip(billing, tax):
-    async with AsyncTestClient(app_for(billing, tax)) as client:
-        base = "/system/billing/v1"
-        body = {"name": "API calls", "event_type": "api.call", "aggregation": "count"}
-        created = await client.put(f"{base}/meters/api_calls", json=body)
-        assert created.status_code == 200, created.text
-        assert created.json()["id"].startswith("mtr_")
-        again = await client.put(f"{base}/meters/api_calls", json=body | {"name": "Calls"})
-        assert again.json()["id"] == created.json()["id"]
-        assert (await client.get(f"{base}/meters/api_calls")).json()["name"] == "Calls"
-        summed = await client.put(
-            f"{base}/meters/bytes",
-            json={
-                "name": "Bytes",
-                "event_type": "api.call",
-                "aggregation": "sum",
-                "field": "bytes",
-            },
-        )
-        assert (summed.json()["aggregation"], summed.json()["field"]) == ("sum", "bytes")
-        listed = (await client.get(f"{base}/meters", params={"event_type": "api.call"})).json()
-        assert (listed["object"], listed["has_more"], len(listed["data"])) == ("list", False, 2)
-        first = (await client.get(f"{base}/meters", params={"limit": 1})).json()
-        assert (len(first["data"]), first["has_more"]) == (1, True)
+async def test_billing_routes_round_trip(client):
+    base = "/system/billing/v1"
+    body = {"name": "API calls", "event_type": "api.call", "aggregation": "count"}
+    created = await client.put(f"{base}/meters/api_calls", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["id"].startswith("mtr_")
+    again = await client.put(f"{base}/meters/api_calls", json=body | {"name": "Calls"})
+    assert again.json()["id"] == created.json()["id"]
+    assert (await client.get(f"{base}/meters/api_calls")).json()["name"] == "Calls"
+    summed = await client.put(
+        f"{base}/meters/bytes",
+        json={
+            "name": "Bytes",
+            "event_type": "api.call",
+            "aggregation": "sum",
+            "field": "bytes",
+        },
+    )
+    assert (summed.json()["aggregation"], summed.json()["field"]) == ("sum", "bytes")
+    listed = (await client.get(f"{base}/meters", params={"event_type": "api.call"})).json()
+    assert (listed["object"], listed["has_more"], len(listed["data"])) == ("list", False, 2)
+    first = (await client.get(f"{base}/meters", params={"limit": 1})).json()
+    assert (len(first["data"]), first["has_more"]) == (1, True)
 
-        plan = {
-            "name": "Pro",
+    plan = {
+        "name": "Pro",
+        "currency": "EUR",
+        "charges": [
+            {
+                "model": "graduated",
+                "code": "calls",
+                "description": "API calls",
+                "item_code": "API",
+                "meter_code": "api_calls",
+                "tiers": [
+                    {"unit_price": "0.10", "up_to": "100"},
+                    {"unit_price": "0.08", "flat_fee": "5"},
+                ],
+            },
+            {
+                "model": "flat",
+                "code": "base",
+                "description": "Platform fee",
+                "item_code": "BASE",
+                "amount": "100",
+            },
+        ],
+    }
+    put = await client.put(f"{base}/plans/pro", json=plan)
+    assert put.status_code == 200, put.text
+    plan_id = put.json()["id"]
+    got = await client.get(f"{base}/plans/{plan_id}")
+    assert got.json()["charges"][0]["tiers"][1] == {
+        "unit_price": "0.08",
+        "up_to": None,
+        "flat_fee": "5",
+    }
+    assert (await client.get(f"{base}/plans")).json()["data"][0]["id"] == plan_id
+
+    rated = await client.post(
+        f"{base}/rate",
+        json={
+            "plan_id": "pro",
+            "period_start": "2024-04-01",
+            "period_end": "2024-05-01",
+            "service_start": "2024-04-01",
+            "service_end": "2024-05-01",
+            "quantities": {"api_calls": "250"},
+        },
+    )
+    assert rated.status_code == 200, rated.text
+    assert [(c["charge_code"], c["amount"]) for c in rated.json()["data"]] == [
+        ("calls", "27.00"),
+        ("base", "100.00"),
+    ]
+
+
+def plan_body(charge: dict, currency: str = "EUR") -> dict:
+    """A plan document with one charge, as the plans route takes it."""
+    return {"name": "Pro", "currency": currency, "charges": [charge]}
+
+
+async def test_billing_routes_answer_problems(client):
+    base = "/system/billing/v1"
+    missing = await client.get(f"{base}/plans/nope")
+    assert_problem(missing, 404, "not_found")
+
+    negative = await client.put(
+        f"{base}/plans/pro",
+        json=plan_body(
+            {
+                "model": "flat",
+                "code": "base",
+                "description": "Fee",
+                "item_code": "BASE",
+                "amount": "-1",
+            }
+        ),
+    )
+    assert_problem(negative, 400, "validation_failed")
+
+    unknown_meter = await client.put(
+        f"{base}/plans/pro",
+        json=plan_body(
+            {
+                "model": "per_unit",
+                "code": "c",
+                "description": "C",
+                "item_code": "I",
+                "meter_code": "ghost",
+                "unit_price": "1",
+            }
+        ),
+    )
+    assert unknown_meter.status_code == 404
+    assert "ghost" in unknown_meter.json()["detail"]
+
+    backwards_tiers = await client.put(
+        f"{base}/plans/pro",
+        json=plan_body(
+            {
+                "model": "volume",
+                "code": "c",
+                "description": "C",
+                "item_code": "I",
+                "meter_code": "api_calls",
+                "tiers": [{"unit_price": "1"}, {"unit_price": "1", "up_to": "5"}],
+            }
+        ),
+    )
+    assert backwards_tiers.status_code == 422
+    assert backwards_tiers.json()["code"] == "business_rule_violation"
+    assert "open-ended" in backwards_tiers.json()["detail"]
+
+    sum_without_field = await client.put(
+        f"{base}/meters/bytes",
+        json={"name": "Bytes", "event_type": "api.call", "aggregation": "sum"},
+    )
+    assert sum_without_field.status_code == 400
+    assert sum_without_field.json()["code"] == "validation_failed"
+
+    unknown_currency = await client.put(
+        f"{base}/plans/pro",
+        json=plan_body(
+            {"model": "flat", "code": "b", "description": "B", "item_code": "I", "amount": "1"},
+            currency="XYZ",
+        ),
+    )
+    assert unknown_currency.json()["code"] == "validation_failed"
+
+
+async def test_tax_routes_quote_and_check_vat_numbers(client):
+    quoted = await client.post(
+        "/system/tax/v1/quotes",
+        json={
+            "seller_country": "FR",
+            "customer_country": "DE",
             "currency": "EUR",
-            "charges": [
-                {
-                    "model": "graduated",
-                    "code": "calls",
-                    "description": "API calls",
-                    "item_code": "API",
-                    "meter_code": "api_calls",
-                    "tiers": [
-                        {"unit_price": "0.10", "up_to": "100"},
-                        {"unit_price": "0.08", "flat_fee": "5"},
-                    ],
-                },
-                {
-                    "model": "flat",
-                    "code": "base",
-                    "description": "Platform fee",
-                    "item_code": "BASE",
-                    "amount": "100",
-                },
-            ],
-        }
-        put = await client.put(f"{base}/plans/pro", json=plan)
-        assert put.status_code == 200, put.text
-        plan_id = put.json()["id"]
-        got = await client.get(f"{base}/plans/{plan_id}")
-        assert got.json()["charges"][0]["tiers"][1] == {
-            "unit_price": "0.08",
-            "up_to": None,
-            "flat_fee": "5",
-        }
-        assert (await client.get(f"{base}/plans")).json()["data"][0]["id"] == plan_id
+            "customer_tax_id": "DE136695976",
+            "lines": [{"reference": "il_1", "item_code": "API", "amount": "100.00"}],
+        },
+    )
+    assert quoted.status_code == 200, quoted.text
+    [line] = quoted.json()["data"]
+    assert (line["kind"], line["rate"], line["amount"]) == ("reverse_charge", "0", "0.00")
 
-        rated = await client.post(
-            f"{base}/rate",
-            json={
-                "plan_id": "pro",
-                "period_start": "2024-04-01",
-                "period_end": "2024-05-01",
-                "service_start": "2024-04-01",
-                "service_end": "2024-05-01",
-                "quantities": {"api_calls": "250"},
-            },
-        )
-        assert rated.status_code == 200, rated.text
-        assert [(c["charge_code"], c["amount"]) for c in rated.json()["data"]] == [
-            ("calls", "27.00"),
-            ("base", "100.00"),
-        ]
+    check = (await client.get("/system/tax/v1/vat-numbers/DE136695976")).json()
+    assert check == {
+        "vat_id": "DE136695976",
+        "valid": True,
+        "country": "DE",
+        "normalized": "DE136695976",
+    }
+    assert not (await client.get("/system/tax/v1/vat-numbers/DE136695977")).json()["valid"]
 
-
-async def test_billing_routes_answer_problems(billing, tax):
-    async with AsyncTestClient(app_for(billing, tax)) as client:
-        base = "/system/billing/v1"
-        missing = await client.get(f"{base}/plans/nope")
-        assert missing.status_code == 404
-        assert missing.headers["content-type"].startswith("application/problem+json")
-        assert missing.json()["code"] == "not_found"
-
-        negative = await client.put(
-            f"{base}/plans/pro",
-            json={
-                "name": "Pro",
-                "currency": "EUR",
-                "charges": [
-                    {
-                        "model": "flat",
-                        "code": "base",
-                        "description": "Fee",
-                        "item_code": "BASE",
-                        "amount": "-1",
-                    }
-                ],
-            },
-        )
-        assert negative.status_code == 400
-        assert negative.headers["content-type"].startswith("application/problem+json")
-        assert negative.json()["code"] == "validation_failed"
-
-        unknown_meter = await client.put(
-            f"{base}/plans/pro",
-            json={
-                "name": "Pro",
-                "currency": "EUR",
-                "charges": [
-                    {
-                        "model": "per_unit",
-                        "code": "c",
-                        "description": "C",
-                        "item_code": "I",
-                        "meter_code": "ghost",
-                        "unit_price": "1",
-                    }
-                ],
-            },
-        )
-        assert unknown_meter.status_code == 404
-        assert "ghost" in unknown_meter.json()["detail"]
-
-        backwards_tiers = await client.put(
-            f"{base}/plans/pro",
-            json={
-                "name": "Pro",
-                "currency": "EUR",
-                "charges": [
-                    {
-                        "model": "volume",
-                        "code": "c",
-                        "description": "C",
-                        "item_code": "I",
-                        "meter_code": "api_calls",
-                        "tiers": [{"unit_price": "1"}, {"unit_price": "1", "up_to": "5"}],
-                    }
-                ],
-            },
-        )
-        assert backwards_tiers.status_code == 422
-        assert backwards_tiers.json()["code"] == "business_rule_violation"
-        assert "open-ended" in backwards_tiers.json()["detail"]
-
-        sum_without_field = await client.put(
-            f"{base}/meters/bytes",
-            json={"name": "Bytes", "event_type": "api.call", "aggregation": "sum"},
-        )
-        assert sum_without_field.status_code == 400
-        assert sum_without_field.json()["code"] == "validation_failed"
-
-        unknown_currency = await client.put(
-            f"{base}/plans/pro",
-            json={
-                "name": "Pro",
-                "currency": "XYZ",
-                "charges": [
-                    {
-                        "model": "flat",
-                        "code": "b",
-                        "description": "B",
-                        "item_code": "I",
-                        "amount": "1",
-                    }
-                ],
-            },
-        )
-        assert unknown_currency.json()["code"] == "validation_failed"
-
-
-async def test_tax_routes_quote_and_check_vat_numbers(billing, tax):
-    async with AsyncTestClient(app_for(billing, tax)) as client:
-        quoted = await client.post(
-            "/system/tax/v1/quotes",
-            json={
-                "seller_country": "FR",
-                "customer_country": "DE",
-                "currency": "EUR",
-                "customer_tax_id": "DE136695976",
-                "lines": [{"reference": "il_1", "item_code": "API", "amount": "100.00"}],
-            },
-        )
-        assert quoted.status_code == 200, quoted.text
-        [line] = quoted.json()["data"]
-        assert (line["kind"], line["rate"], line["amount"]) == ("reverse_charge", "0", "0.00")
-
-        check = (await client.get("/system/tax/v1/vat-numbers/DE136695976")).json()
-        assert check == {
-            "vat_id": "DE136695976",
-            "valid": True,
-            "country": "DE",
-            "normalized": "DE136695976",
-        }
-        assert not (await client.get("/system/tax/v1/vat-numbers/DE136695977")).json()["valid"]
-
-        refused = await client.post(
-            "/system/tax/v1/quotes",
-            json={
-                "seller_country": "US",
-                "customer_country": "US",
-                "currency": "USD",
-                "lines": [{"reference": "il_1", "item_code": "API", "amount": "1"}],
-            },
-        )
-        assert refused.status_code == 422
-        assert refused.json()["code"] == "business_rule_violation"
+    refused = await client.post(
+        "/system/tax/v1/quotes",
+        json={
+            "seller_country": "US",
+            "customer_country": "US",
+            "currency": "USD",
+            "lines": [{"reference": "il_1", "item_code": "API", "amount": "1"}],
+        },
+    )
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "business_rule_violation"
 
 
 # --- HTTP adapters against the routes --------------------------------------------------
 
 
-async def test_http_adapters_behave_like_the_reference(billing, tax):
-    transport = httpx.ASGITransport(app=app_for(billing, tax))
-    remote_billing = RemoteSystem(
-        "billing", "http://billing/system/billing/v1", transport=transport
-    )
-    remote_tax = RemoteSystem("tax", "http://tax/system/tax/v1", transport=transport)
-    try:
+async def test_http_adapters_behave_like_the_reference(app, tax):
+    async with (
+        remote_system("billing", app) as remote_billing,
+        remote_system("tax", app) as remote_tax,
+    ):
         http_billing, http_tax = HttpBilling(remote_billing), HttpTax(remote_tax)
         stored_meter = await http_billing.put_meter(meter())
         assert stored_meter.code == "api_calls" and stored_meter.id.startswith("mtr_")
@@ -577,6 +538,3 @@ async def test_http_adapters_behave_like_the_reference(billing, tax):
             "DE136695976",
         )
         assert not (await http_tax.validate_vat("not/a vat")).valid
-    finally:
-        await remote_billing.aclose()
-        await remote_tax.aclose()

@@ -19,7 +19,6 @@ from gateway.cli import main
 from tests.support import forge
 from tests.support.app import gateway_client
 from tests.support.databases import throwaway_sqlite
-from tests.support.hashing import cheap_argon2  # noqa: F401
 
 TOKEN = "/oauth/token"
 GRANT = {"grant_type": "client_credentials"}
@@ -50,7 +49,6 @@ async def test_secrets_are_stored_only_as_argon2id_hashes(database_url, monkeypa
         assert not hasattr(listed[issued.client_id], "client_secret")
 
 
-@pytest.mark.usefixtures("cheap_argon2")
 async def test_reset_secret_invalidates_the_old_one(sqlite_url):
     """After ``reset_secret`` the old secret is ``invalid_client`` at once and the new one
     obtains tokens; the client keeps its id and scopes."""
@@ -70,7 +68,6 @@ async def test_reset_secret_invalidates_the_old_one(sqlite_url):
             await registry.reset_secret("cli_nobody")
 
 
-@pytest.mark.usefixtures("cheap_argon2")
 async def test_registration_rules(sqlite_url):
     """Partner clients may hold only portal:read and partner:read, and need a partner
     id; every client needs known scopes, at least one; client ids are unique."""
@@ -129,7 +126,6 @@ def token_request(url: str, client_id: str, secret: str) -> tuple[int, dict]:
     return asyncio.run(request())
 
 
-@pytest.mark.usefixtures("cheap_argon2")
 def test_cli_creates_a_client_whose_secret_works_and_is_never_listed(cli_database):
     """``clients create --json`` prints the credentials once and they work at the token
     endpoint; ``clients list`` shows the client but neither its secret nor its hash."""
@@ -159,7 +155,6 @@ def test_cli_creates_a_client_whose_secret_works_and_is_never_listed(cli_databas
     assert other_secret not in listing.output
 
 
-@pytest.mark.usefixtures("cheap_argon2")
 def test_cli_refuses_a_partner_client_with_first_party_scopes(cli_database):
     """``--partner`` with ``billing:read`` fails with a message and registers nothing."""
     result = meterline(
@@ -170,7 +165,6 @@ def test_cli_refuses_a_partner_client_with_first_party_scopes(cli_database):
     assert "Sneaky" not in meterline("clients", "list").output
 
 
-@pytest.mark.usefixtures("cheap_argon2")
 def test_cli_reset_secret_disable_and_key_rotation(cli_database):
     """``reset-secret`` retires the old secret, ``disable`` stops token issuance, and
     ``keys rotate`` makes the printed key the one new tokens are signed with."""

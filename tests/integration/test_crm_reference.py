@@ -4,44 +4,21 @@ from __future__ import annotations
 
 from datetime import date
 
-import httpx
 import pytest
-from litestar import Litestar
-from litestar.di import Provide
-from litestar.testing import AsyncTestClient
 
 from canonical.errors import BusinessRuleViolation, Conflict, InvalidRequest, NotFound
-from canonical.model import Amendment, Customer, Subscription
-from canonical.persistence import create_engine, session_factory
-from gateway import problems
+from canonical.model import Amendment, Subscription
 from system_apis.crm.http import HttpCrm
 from system_apis.crm.reference import ReferenceCrm
 from system_apis.crm.routes import router
-from system_apis.remote import RemoteSystem
+from tests.support.problems import assert_problem
+from tests.support.seeding import customer
+from tests.support.systems import remote_system, system_app, system_client
 
 
 @pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def crm(engine):
-    return ReferenceCrm(session_factory(engine))
-
-
-def customer(cid: str, **overrides) -> Customer:
-    fields = {
-        "name": f"Customer {cid}",
-        "legal_entity_id": "le_de",
-        "billing_country": "DE",
-        "currency": "EUR",
-    } | overrides
-    return Customer(id=cid, **fields)
+def crm(sessions):
+    return ReferenceCrm(sessions)
 
 
 def subscription(
@@ -216,17 +193,13 @@ async def test_active_between_respects_half_open_boundaries(crm):
 
 
 @pytest.fixture
-async def client(crm, engine):
-    app = Litestar(
-        route_handlers=[router],
-        dependencies={"crm": Provide(lambda: crm, sync_to_thread=False)},
-        exception_handlers=problems.exception_handlers,
-        on_shutdown=[engine.dispose],
-    )
-    # AsyncTestClient runs the app on an event loop of its own: hand it an empty pool so
-    # no connection crosses loops (the app disposes its own on shutdown).
-    await engine.dispose()
-    async with AsyncTestClient(app) as client:
+def app(crm, engine):
+    return system_app(router, engine=engine, crm=crm)
+
+
+@pytest.fixture
+async def client(app, engine):
+    async with system_client(app, engine) as client:
         yield client
 
 
@@ -288,9 +261,7 @@ async def test_route_list_pagination(client):
 
 async def test_route_problems(client):
     missing = await client.get("/system/crm/v1/customers/cus_nobody")
-    assert missing.status_code == 404
-    assert missing.headers["content-type"].startswith("application/problem+json")
-    assert missing.json()["code"] == "customer_not_found"
+    assert_problem(missing, 404, "customer_not_found")
 
     orphan = await client.post(
         "/system/crm/v1/subscriptions",
@@ -308,9 +279,7 @@ async def test_route_problems(client):
             "end_date": "2025-01-01",
         },
     )
-    assert bad_term.status_code == 422
-    assert bad_term.headers["content-type"].startswith("application/problem+json")
-    assert bad_term.json()["code"] == "invalid_term"
+    assert_problem(bad_term, 422, "invalid_term")
 
     bad_id = await client.put("/system/crm/v1/customers/bad%20id", json=BODY)
     assert bad_id.status_code == 400 and bad_id.json()["code"] == "validation_failed"
@@ -326,16 +295,8 @@ async def test_route_problems(client):
     assert invalid.status_code == 400 and invalid.json()["code"] == "validation_failed"
 
 
-async def test_http_adapter_speaks_the_same_port(crm):
-    app = Litestar(
-        route_handlers=[router],
-        dependencies={"crm": Provide(lambda: crm, sync_to_thread=False)},
-        exception_handlers=problems.exception_handlers,
-    )
-    remote = RemoteSystem(
-        "crm", "http://crm.test/system/crm/v1", transport=httpx.ASGITransport(app=app)
-    )
-    try:
+async def test_http_adapter_speaks_the_same_port(app, crm):
+    async with remote_system("crm", app) as remote:
         http = HttpCrm(remote)
         parent = await http.put_customer(customer("cus_parent", partner_id="ptn_1"))
         child = await http.put_customer(customer("cus_child", parent_id="cus_parent"))
@@ -366,5 +327,3 @@ async def test_http_adapter_speaks_the_same_port(crm):
         )
         with pytest.raises(NotFound):
             await http.get_subscription("sub_missing")
-    finally:
-        await remote.aclose()

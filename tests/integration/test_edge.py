@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+import sqlalchemy as sa
 
+from canonical.time import utcnow
+from process_apis.tables import usage_events
+from tests.support import problems
 from tests.support.app import gateway_client
-
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
@@ -17,11 +19,16 @@ async def client(sqlite_url):
         yield client
 
 
+async def stored_events(client) -> list[str | None]:
+    """The correlation IDs of the usage events in the database, one per event."""
+    async with client.container.sessions() as session:
+        stored = await session.execute(sa.select(usage_events.c.correlation_id))
+    return stored.scalars().all()
+
+
 def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status and body["code"] == code
+    body = problems.assert_problem(response, status, code)
+    assert body["status"] == status
     assert body["type"].endswith(f"/problems/{code}")
     assert body["correlation_id"] == response.headers["x-correlation-id"]
     assert body["instance"] and body["title"] and body["detail"]
@@ -68,6 +75,8 @@ async def test_malformed_json_is_a_400_problem_and_stores_nothing(client):
         "/process/usage/v1/events", content=b"[{", headers={"content-type": "application/json"}
     )
     assert_problem(response, 400, "malformed_body")
+    assert await stored_events(client) == []
+    assert (await client.get("/process/exceptions/v1/")).json()["data"] == []
 
 
 async def test_invalid_event_names_the_field(client):
@@ -105,11 +114,6 @@ async def test_traceparent_supplies_the_correlation_id(client):
 
 
 async def test_correlation_id_is_stored_on_events_and_their_exceptions(client):
-    import sqlalchemy as sa
-
-    from canonical.time import utcnow
-    from process_apis.tables import usage_events
-
     await client.post(
         "/process/usage/v1/events",
         headers={"X-Correlation-ID": "ingest-7"},
@@ -125,9 +129,7 @@ async def test_correlation_id_is_stored_on_events_and_their_exceptions(client):
     )
     exceptions = (await client.get("/process/exceptions/v1/")).json()["data"]
     assert exceptions[0]["correlation_id"] == "ingest-7"
-    async with client.container.sessions() as session:
-        stored = await session.execute(sa.select(usage_events.c.correlation_id))
-    assert stored.scalars().all() == ["ingest-7"]
+    assert await stored_events(client) == ["ingest-7"]
 
 
 async def test_readiness_checks_the_database(client):

@@ -5,10 +5,12 @@ no OAuth over plain HTTP to a non-loopback issuer."""
 from __future__ import annotations
 
 import pytest
+from litestar.testing import TestClient
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.app import gateway_client
+from tests.support.problems import assert_problem
 
 PORTAL = "https://portal.example"
 INVOICES = "/experience/portal/v1/customers/cus_none/invoices"
@@ -82,11 +84,12 @@ async def test_body_limits_are_per_route(sqlite_url):
             + b'"}]',
             headers={"content-type": "application/json"},
         )
-    assert token.status_code == 413
-    assert token.headers["content-type"].startswith("application/problem+json")
-    assert document.status_code == 413
-    assert document.json()["code"] == "payload_too_large"
+    assert_problem(token, 413)
+    assert_problem(document, 413, "payload_too_large")
     assert batch.status_code != 413
+    # Read to the end and judged on its events: the padding is an unknown event field.
+    assert_problem(batch, 400, "invalid_events")
+    assert "`pad`" in batch.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -139,4 +142,10 @@ def test_tls_or_loopback_issuers_start(issuer):
     settings = Settings.from_env(
         {}, database_url="sqlite+aiosqlite:///:memory:", oauth_issuer=issuer
     )
-    assert create_app(settings) is not None
+    app = create_app(settings)
+    assert app is not None
+    # It starts, serves as that issuer, and closes its container on shutdown.
+    with TestClient(app) as client:
+        metadata = client.get("/.well-known/oauth-authorization-server")
+    assert metadata.status_code == 200, metadata.text
+    assert metadata.json()["issuer"] == issuer

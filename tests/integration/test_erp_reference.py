@@ -8,41 +8,22 @@ import asyncio
 from datetime import date
 from decimal import Decimal as D
 
-import httpx
 import pytest
 import sqlalchemy as sa
-from litestar import Litestar
-from litestar.di import Provide
-from litestar.testing import AsyncTestClient
 
 from canonical.errors import BusinessRuleViolation, NotFound
 from canonical.model import ErpInvoice, ErpInvoiceLine, ErpItem, LegalEntity
-from canonical.persistence import create_engine, session_factory
-from gateway import problems
 from system_apis.erp.http import HttpErp
 from system_apis.erp.reference import ReferenceErp
 from system_apis.erp.reference.tables import journal_entries
 from system_apis.erp.routes import router
-from system_apis.remote import RemoteSystem
+from tests.support.problems import assert_problem
+from tests.support.systems import remote_system, system_app, system_client
 
 
 @pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def db(engine):
-    return session_factory(engine)
-
-
-@pytest.fixture
-async def erp(db):
-    erp = ReferenceErp(db)
+async def erp(sessions):
+    erp = ReferenceErp(sessions)
     await erp.put_legal_entity(
         LegalEntity(
             id="le_de", name="Meterline GmbH", country="DE", currency="EUR", vat_id="DE999999999"
@@ -87,8 +68,8 @@ def sides(doc) -> dict[str, tuple[D, D]]:
     return {line.account: (line.debit, line.credit) for line in doc.journal.lines}
 
 
-async def journal_count(db) -> int:
-    async with db() as s:
+async def journal_count(sessions) -> int:
+    async with sessions() as s:
         return (await s.execute(sa.select(sa.func.count()).select_from(journal_entries))).scalar()
 
 
@@ -124,19 +105,19 @@ async def test_posting_creates_a_balanced_journal_with_the_expected_amounts(erp)
     assert await erp.find_document("inv_unknown") is None
 
 
-async def test_same_external_ref_twice_returns_the_same_document(erp, db):
+async def test_same_external_ref_twice_returns_the_same_document(erp, sessions):
     first = await erp.post_invoice(invoice())
     again = await erp.post_invoice(invoice())
     assert again.id == first.id and again.journal.id == first.journal.id
-    assert await journal_count(db) == 1
+    assert await journal_count(sessions) == 1
 
 
-async def test_concurrent_double_post_creates_one_document(erp, db):
+async def test_concurrent_double_post_creates_one_document(erp, sessions):
     docs = await asyncio.gather(*(erp.post_invoice(invoice("inv_race")) for _ in range(5)))
     assert len({d.id for d in docs}) == 1
     listed, _ = await erp.list_documents()
     assert [d.id for d in listed] == [docs[0].id]
-    assert await journal_count(db) == 1
+    assert await journal_count(sessions) == 1
 
 
 async def test_closed_period_is_rejected_per_legal_entity(erp):
@@ -154,7 +135,7 @@ async def test_closed_period_is_rejected_per_legal_entity(erp):
     await erp.post_invoice(invoice())
 
 
-async def test_unknown_item_entity_and_unrounded_amounts_are_rejected(erp, db):
+async def test_unknown_item_entity_and_unrounded_amounts_are_rejected(erp, sessions):
     bad_item = [
         ErpInvoiceLine(item_code="nope", description="?", amount=D("1.00"), tax_amount=D("0"))
     ]
@@ -175,7 +156,7 @@ async def test_unknown_item_entity_and_unrounded_amounts_are_rejected(erp, db):
     ]
     with pytest.raises(BusinessRuleViolation):
         await erp.post_invoice(invoice(lines=jpy, currency="JPY"))
-    assert await journal_count(db) == 0
+    assert await journal_count(sessions) == 0
     assert await erp.list_documents() == ([], False)
 
 
@@ -246,20 +227,12 @@ async def test_list_documents_pages_by_id(erp):
 
 @pytest.fixture
 def app(erp, engine):
-    return Litestar(
-        route_handlers=[router],
-        dependencies={"erp": Provide(lambda: erp, sync_to_thread=False)},
-        exception_handlers=problems.exception_handlers,
-        on_shutdown=[engine.dispose],
-    )
+    return system_app(router, engine=engine, erp=erp)
 
 
 @pytest.fixture
 async def client(app, engine):
-    # AsyncTestClient runs the app on an event loop of its own: hand it an empty pool so
-    # no connection crosses loops (the app disposes its own on shutdown).
-    await engine.dispose()
-    async with AsyncTestClient(app) as client:
+    async with system_client(app, engine) as client:
         yield client
 
 
@@ -311,18 +284,14 @@ async def test_route_list_pagination(client):
 
 async def test_route_problems(client):
     missing = await client.get("/system/erp/v1/documents/doc_nothing")
-    assert missing.status_code == 404
-    assert missing.headers["content-type"].startswith("application/problem+json")
-    assert missing.json()["code"] == "document_not_found"
+    assert_problem(missing, 404, "document_not_found")
 
     closed = await client.put(
         "/system/erp/v1/legal-entities/le_de/periods/2025-03", json={"status": "closed"}
     )
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     refused = await client.post("/system/erp/v1/documents", json=BODY)
-    assert refused.status_code == 422
-    assert refused.headers["content-type"].startswith("application/problem+json")
-    assert refused.json()["code"] == "period_closed"
+    assert_problem(refused, 422, "period_closed")
 
     bad_period = await client.get("/system/erp/v1/legal-entities/le_de/periods/2025-13")
     assert bad_period.status_code == 400
@@ -331,10 +300,7 @@ async def test_route_problems(client):
 
 
 async def test_http_adapter_speaks_the_same_port(app, erp):
-    remote = RemoteSystem(
-        "erp", "http://erp.test/system/erp/v1", transport=httpx.ASGITransport(app=app)
-    )
-    try:
+    async with remote_system("erp", app) as remote:
         http = HttpErp(remote)
         doc = await http.post_invoice(invoice("inv_remote"))
         assert doc == await erp.get_document(doc.id)
@@ -351,5 +317,3 @@ async def test_http_adapter_speaks_the_same_port(app, erp):
         assert caught.value.code == "period_closed"
         with pytest.raises(NotFound):
             await http.get_legal_entity("le_nowhere")
-    finally:
-        await remote.aclose()

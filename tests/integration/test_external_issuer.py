@@ -7,7 +7,6 @@ issue tokens itself."""
 from __future__ import annotations
 
 import contextlib
-import time
 
 import httpx
 import pytest
@@ -19,24 +18,11 @@ from gateway.settings import Settings
 from gateway.wiring import build_container
 from tests.support import forge
 from tests.support.app import UNLIMITED
-from tests.support.hashing import cheap_argon2  # noqa: F401
-
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
+from tests.support.clock import Clock
 
 EXTERNAL_ISSUER = "https://login.example.test/realms/meterline"
 JWKS_URL = "https://login.example.test/realms/meterline/jwks"
 ROUTE = "/process/billing/v1/runs"  # needs billing:read
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return time.time()
 
 
 class ExternalIssuer:
@@ -198,6 +184,7 @@ async def test_an_unreachable_jwks_refuses_tokens_without_failing_the_request(
         response = await get(client, issuer.token(first_key))
         assert response.status_code == 401
         assert response.json()["code"] == "invalid_token"
+    assert issuer.fetches == 1  # refused because the JWKS could not be had, not otherwise
 
 
 async def test_the_builtin_token_endpoint_refuses_in_external_mode(sqlite_url, external_keys):

@@ -7,15 +7,12 @@ import asyncio
 import pytest
 
 from canonical import errors
-from canonical.persistence import create_engine, session_factory
 from process_apis.idempotency import DatabaseIdempotencyStore, StoredResponse, run_idempotent
 
 
 @pytest.fixture
-async def store(database_url):
-    engine = create_engine(database_url)
-    yield DatabaseIdempotencyStore(session_factory(engine))
-    await engine.dispose()
+def store(sessions):
+    return DatabaseIdempotencyStore(sessions)
 
 
 async def test_same_key_same_request_replays_the_stored_response(store):

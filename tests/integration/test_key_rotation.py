@@ -6,10 +6,8 @@ sharing the database follows a rotation made by any other."""
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from canonical.time import utcnow
@@ -18,9 +16,7 @@ from gateway.auth.tables import signing_keys
 from tests.support import forge
 from tests.support.app import gateway_client
 from tests.support.auth import issue_token
-from tests.support.hashing import cheap_argon2  # noqa: F401
-
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
+from tests.support.clock import Clock
 
 ROUTE = "/process/billing/v1/runs"  # needs billing:read
 
@@ -114,14 +110,6 @@ async def test_another_instance_accepts_tokens_signed_right_after_a_rotation(dat
         assert await status(b, after) == 200
         assert new_kid in await published(b)
         assert kid_of(await issue_token(b, *secret)) == new_kid
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 @contextlib.contextmanager

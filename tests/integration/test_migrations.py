@@ -5,17 +5,12 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from canonical.persistence import create_engine
 from gateway.migrate import ALL_METADATA
 
 
-async def test_migrated_schema_matches_the_tables_in_code(database_url):
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            diff = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), ALL_METADATA)
-            )
-    finally:
-        await engine.dispose()
+async def test_migrated_schema_matches_the_tables_in_code(engine):
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), ALL_METADATA)
+        )
     assert diff == []

@@ -6,16 +6,12 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from canonical.access import SCOPES
 from tests.support.app import gateway_client
 from tests.support.auth import issue_token
-from tests.support.hashing import cheap_argon2  # noqa: F401
-
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 TOKEN = "/oauth/token"
 FORM = {"content-type": "application/x-www-form-urlencoded"}

@@ -12,21 +12,19 @@ from datetime import date
 from decimal import Decimal
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from canonical.ids import new_id
-from canonical.model import Customer, Invoice, InvoiceLine, TaxLine
+from canonical.model import Invoice, InvoiceLine, TaxLine
 from canonical.time import Period, utcnow
 from gateway.demo import seed
 from process_apis.invoices.store import write_invoice
 from tests.support import forge
 from tests.support.app import gateway_client
 from tests.support.auth import bearer
-from tests.support.hashing import cheap_argon2  # noqa: F401
-
-pytestmark = pytest.mark.usefixtures("cheap_argon2")
+from tests.support.problems import assert_problem
+from tests.support.seeding import customer
 
 PORTAL = "/experience/portal/v1"
 PARTNER_SCOPES = ["portal:read", "partner:read"]
@@ -35,9 +33,7 @@ PARTNER_SCOPES = ["portal:read", "partner:read"]
 def not_found_shape(response: httpx.Response, asked_id: str) -> dict:
     """A 404 answer with the asked id and the correlation id taken out: what must be
     identical whether the id is unknown or belongs to someone else."""
-    assert response.status_code == 404, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
+    body = assert_problem(response, 404)
     del body["correlation_id"]
     return json.loads(json.dumps(body).replace(asked_id, "<id>"))
 
@@ -176,14 +172,7 @@ async def test_a_partner_reads_exactly_its_own_customers_invoices(database_url):
             for n, (partner, count) in enumerate(customers):
                 customer_id = f"cus_t{example}_{n}"
                 await container.crm.put_customer(
-                    Customer(
-                        id=customer_id,
-                        name=f"Tenant test {example}/{n}",
-                        legal_entity_id="le_de",
-                        billing_country="DE",
-                        currency="EUR",
-                        partner_id=partner,
-                    )
+                    customer(customer_id, name=f"Tenant test {example}/{n}", partner_id=partner)
                 )
                 owners[customer_id] = partner
                 written = [finalized_invoice(customer_id) for _ in range(count)]

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.auth import issue_token
+
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,14 +107,6 @@ async def wait_live(client: httpx.AsyncClient, process: subprocess.Popen, log: P
     pytest.fail(f"gateway not live after {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
-async def access_token(client: httpx.AsyncClient, client_id: str, secret: str) -> str:
-    response = await client.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
-
-
 async def test_two_gateways_share_one_budget(sqlite_url, redis_url, tmp_path):
     url, prefix = redis_url
     env = {
@@ -138,8 +132,8 @@ async def test_two_gateways_share_one_budget(sqlite_url, redis_url, tmp_path):
             )
             # A token from each gateway: the budget belongs to the client, not the token.
             tokens = {
-                a: await access_token(a, client_id, secret),
-                b: await access_token(b, client_id, secret),
+                a: await issue_token(a, client_id, secret),
+                b: await issue_token(b, client_id, secret),
             }
             statuses = []
             for i in range(2 * BUDGET):

@@ -4,8 +4,6 @@ cannot be read refuses the token instead of lifting the tenant filter."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from joserfc._rfc7519 import claims as joserfc_claims
 
@@ -13,21 +11,9 @@ from gateway.auth import tokens
 from gateway.auth.tokens import TokenVerifier
 from gateway.errors import Unauthenticated
 from tests.support import forge
+from tests.support.clock import Clock
 
 ISSUER = "https://issuer.test"
-
-
-class Clock:
-    """Wall and monotonic time under the test's control."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 class CountingKeys:
@@ -50,7 +36,7 @@ def key():
 @pytest.fixture
 def clock(monkeypatch):
     """One clock for the verifier's cache and for the JOSE claim checks."""
-    clock = Clock()
+    clock = Clock(wall=True)
     monkeypatch.setattr(tokens, "time", clock)
     monkeypatch.setattr(joserfc_claims, "time", clock)
     return clock

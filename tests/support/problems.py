@@ -1,0 +1,16 @@
+"""What every error answer of the gateway and its System APIs is: an RFC 9457 problem."""
+
+from __future__ import annotations
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status: int, code: str | None = None) -> dict:
+    """``response`` is a ``status`` answer in ``application/problem+json`` (whose ``code``
+    is ``code``, when given); returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM), response.headers
+    body = response.json()
+    if code is not None:
+        assert body["code"] == code, body
+    return body

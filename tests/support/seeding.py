@@ -1,0 +1,100 @@
+"""Master data several test modules build on: a customer with the usual defaults, and a
+small billing world (a German seller, its ERP items, four meters, two subscribed
+customers) around a price plan the test itself states."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from canonical.model import Customer, ErpItem, LegalEntity, Meter, PricePlan, Subscription
+from canonical.time import Period, utcnow
+
+
+def customer(cid: str, **overrides) -> Customer:
+    """A customer of the German legal entity billed in EUR; ``overrides`` set any field."""
+    fields = {
+        "name": f"Customer {cid}",
+        "legal_entity_id": "le_de",
+        "billing_country": "DE",
+        "currency": "EUR",
+    } | overrides
+    return Customer(id=cid, **fields)
+
+
+# ERP item code -> revenue account; the item codes the plans of the billing world use.
+ITEMS = {
+    "platform": "4100",
+    "calls": "4000",
+    "tokens": "4010",
+    "storage": "4020",
+    "users": "4030",
+    "minimum": "4200",
+}
+
+METERS = [
+    Meter(
+        id="mtr_calls", code="calls", name="Calls", event_type="api.request", aggregation="count"
+    ),
+    Meter(
+        id="mtr_tokens",
+        code="tokens",
+        name="Tokens",
+        event_type="llm.tokens",
+        aggregation="sum",
+        field="tokens",
+    ),
+    Meter(
+        id="mtr_storage",
+        code="storage",
+        name="Storage",
+        event_type="storage.snapshot",
+        aggregation="max",
+        field="gb",
+    ),
+    Meter(
+        id="mtr_users",
+        code="users",
+        name="Users",
+        event_type="user.active",
+        aggregation="unique_count",
+        field="user_id",
+    ),
+]
+
+
+async def seed(container, plan: PricePlan) -> None:
+    """The billing world on ``plan``: seller ``le_de`` (VAT DE136695976), the ``ITEMS``
+    and ``METERS``, and customers ``cus_de`` (Kunde GmbH, Germany) and ``cus_fr`` (Client
+    SAS, France, valid VAT number: reverse charge), each subscribed to ``plan`` since
+    2020-01-01 as ``sub_<customer>``."""
+    await container.erp.put_legal_entity(
+        LegalEntity(
+            id="le_de", name="Seller GmbH", country="DE", currency="EUR", vat_id="DE136695976"
+        )
+    )
+    for code, account in ITEMS.items():
+        await container.erp.put_item(ErpItem(code=code, name=code, revenue_account=account))
+    for meter in METERS:
+        await container.billing.put_meter(meter)
+    await container.billing.put_plan(plan)
+    await container.crm.put_customer(customer("cus_de", name="Kunde GmbH"))
+    await container.crm.put_customer(
+        customer("cus_fr", name="Client SAS", billing_country="FR", tax_id="FR40303265045")
+    )
+    for customer_id in ("cus_de", "cus_fr"):
+        await container.crm.put_subscription(
+            Subscription(
+                id=f"sub_{customer_id}",
+                customer_id=customer_id,
+                plan_id=plan.id,
+                start_date=date(2020, 1, 1),
+            )
+        )
+
+
+def moments(period: Period, n: int) -> list[str]:
+    """``n`` distinct instants (ISO 8601) inside ``period`` (the current one) and not after
+    now, evenly spaced."""
+    now = utcnow()
+    span = (now - period.start) / (n + 1)
+    return [(period.start + span * (i + 1)).isoformat() for i in range(n)]
