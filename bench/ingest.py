@@ -20,44 +20,59 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import msgspec
+import uuid6
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _support import access_token, free_port, fresh_database  # noqa: E402
 
-from canonical.persistence import create_engine, insert_ignore, session_factory  # noqa: E402
+from canonical.persistence import create_engine, session_factory  # noqa: E402
 from canonical.time import utcnow  # noqa: E402
-from process_apis.tables import usage_events  # noqa: E402
-from process_apis.usage.formats import IngestEvent  # noqa: E402
+from process_apis.usage.batch import PendingBatch  # noqa: E402
+from process_apis.usage.formats import decode_events  # noqa: E402
+from process_apis.usage.writer import write_batches  # noqa: E402
 
 STARTUP_SECONDS = 20.0
 
 
-def make_batches(batches: int, size: int, duplicate_share: float = 0.0) -> list[bytes]:
+def make_batches(
+    batches: int, size: int, duplicate_share: float = 0.0, ids: str = "uuid7"
+) -> list[bytes]:
+    """Batches as a product service sends them: event time moving forward with the
+    stream (the last hour), 50 customers, ids time-ordered (UUIDv7, the default) or
+    random (UUIDv4). With ``duplicate_share``, that share of each batch after the first
+    resends events of the previous batch."""
     now = utcnow()
-    out, n = [], 0
+    step = timedelta(hours=1) / (batches * size)
+    new_id = uuid6.uuid7 if ids == "uuid7" else uuid.uuid4
+    out: list[bytes] = []
+    previous: list[dict] = []
+    n = 0
     for b in range(batches):
         events = []
         for i in range(size):
-            resend = duplicate_share and b > 0 and i < size * duplicate_share
-            event_id = f"e{(b - 1) * size + i}" if resend else f"e{n}"
-            n += 0 if resend else 1
+            if duplicate_share and b > 0 and i < size * duplicate_share:
+                events.append(previous[i])
+                continue
             events.append(
                 {
-                    "id": event_id,
+                    "id": str(new_id()),
                     "source": "bench",
                     "event_type": "api.request",
                     "customer_id": f"cus_{i % 50}",
-                    "timestamp": (now - timedelta(seconds=i)).isoformat(),
+                    "timestamp": (now - timedelta(hours=1) + n * step).isoformat(),
                     "properties": {"path": "/v1/query", "ms": i % 300},
                 }
             )
+            n += 1
+        previous = events
         out.append(msgspec.json.encode(events))
     return out
 
@@ -100,33 +115,21 @@ async def seed_customers(url: str) -> tuple[str, str]:
 
 
 async def floor(url: str, batches: list[bytes]) -> float:
-    """Decode + insert with the same dedupe, one transaction per batch."""
+    """Decode + insert with the same dedupe: each batch decoded by msgspec and written by
+    the same statement ingest uses, one transaction per batch; no HTTP, no auth, no
+    matching, no group commit."""
     engine = create_engine(url)
     sessions = session_factory(engine)
-    decoder = msgspec.json.Decoder(list[IngestEvent])
     try:
         started = time.perf_counter()
         for body in batches:
             now = utcnow()
-            rows = [
-                {
-                    "source": e.source,
-                    "event_id": e.id,
-                    "event_type": e.event_type,
-                    "customer_id": e.customer_id,
-                    "timestamp": e.timestamp or now,
-                    "properties": e.properties,
-                    "received_at": now,
-                    "correlation_id": None,
-                    "matched": 0,
-                }
-                for e in decoder.decode(body)
-            ]
+            events = decode_events(body, "application/json")
+            for event in events:
+                event.timestamp = event.timestamp or now
+            batch = PendingBatch(now, None, events)
             async with sessions.begin() as session:
-                stmt = insert_ignore(
-                    usage_events, session.bind.dialect.name, ["source", "event_id"]
-                )
-                await session.execute(stmt.returning(usage_events.c.seq), rows)
+                await write_batches(session, [batch])
         return time.perf_counter() - started
     finally:
         await engine.dispose()
@@ -195,7 +198,7 @@ async def through_gateway(
 
 
 async def measure(label: str, postgres: bool, args, duplicate_share: float) -> None:
-    batches = make_batches(args.batches, args.batch_size, duplicate_share)
+    batches = make_batches(args.batches, args.batch_size, duplicate_share, args.ids)
     events = args.batches * args.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         async with fresh_database(Path(tmp), postgres=postgres) as url:
@@ -215,6 +218,9 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--postgres", action="store_true", help="also measure PostgreSQL")
+    parser.add_argument(
+        "--ids", choices=["uuid7", "uuid4"], default="uuid7", help="event ids (uuid4: random)"
+    )
     args = parser.parse_args()
     print(f"{args.batches} batches x {args.batch_size} events, {args.clients} concurrent clients")
     print(f"{'backend / traffic':<28} {'gateway ev/s':>12} {'floor ev/s':>12} {'ratio':>7}")

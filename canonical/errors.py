@@ -11,6 +11,8 @@ MeterlineError                    base: a stable ``code`` and a human ``detail``
 │   ├── IdempotencyInFlight       the first request with this key is still running
 │   └── InvalidTransition         a document cannot move to the requested state
 ├── BusinessRuleViolation         valid input a finance rule refuses (closed period, ...)
+├── Unavailable                   Meterline cannot take the request now (store or stream
+│                                 down, shutting down); ``retry_after`` seconds
 └── UpstreamError                 a wrapped system failed; ``transient`` says if a retry may help
     ├── SystemUnavailable         503 / maintenance / timeout
     ├── SystemThrottled           the system's own quota (``retry_after`` seconds)
@@ -35,6 +37,7 @@ __all__ = [
     "PayloadTooLarge",
     "SystemThrottled",
     "SystemUnavailable",
+    "Unavailable",
     "UnsupportedMediaType",
     "UpstreamError",
 ]
@@ -100,6 +103,15 @@ class InvalidTransition(Conflict):
 class BusinessRuleViolation(MeterlineError):
     code = "business_rule_violation"
     title = "Business rule violation"
+
+
+class Unavailable(MeterlineError):
+    code = "unavailable"
+    title = "Temporarily unavailable"
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
 
 
 class UpstreamError(MeterlineError):

@@ -9,6 +9,8 @@ SQLite, which has no exact numeric type, never rounds money through a float.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +29,7 @@ __all__ = [
     "insert_ignore",
     "new_metadata",
     "session_factory",
+    "sqlite_datetimes",
     "upsert",
     "upsert_insert",
 ]
@@ -81,6 +84,19 @@ class JSONDoc(TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return None if value is None else msgspec.json.decode(value)
+
+
+def sqlite_datetimes(values: Sequence[datetime]) -> list[str]:
+    """Aware datetimes as ``UTCDateTime`` stores them on SQLite (UTC,
+    ``YYYY-MM-DD HH:MM:SS.ffffff``, the text SQLAlchemy writes and parses), for bulk
+    statements that bypass the type. Formatted by one msgspec call: a C loop, where
+    ``strftime`` per value would cost a microsecond each."""
+    utc = [value if value.tzinfo is UTC else value.astimezone(UTC) for value in values]
+    # msgspec writes 2026-01-31T12:00:00Z, or ...T12:00:00.000001Z with six digits.
+    return [
+        f"{text[:10]} {text[11:19]}{text[19:26] if len(text) > 20 else '.000000'}"
+        for text in msgspec.json.decode(msgspec.json.encode(utc))
+    ]
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

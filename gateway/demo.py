@@ -9,6 +9,8 @@ import random
 from datetime import date, timedelta
 from decimal import Decimal
 
+import msgspec
+
 from canonical.model import (
     Customer,
     ErpItem,
@@ -27,7 +29,7 @@ from canonical.model import (
 from canonical.time import Period, utcnow
 from gateway.auth.clients import IssuedCredentials
 from gateway.wiring import Container
-from process_apis.usage.formats import IngestEvent
+from process_apis.usage.formats import ReceivedEvent
 
 __all__ = ["seed"]
 
@@ -230,7 +232,7 @@ SUBSCRIPTIONS = [
 ]
 
 
-def demo_events(today: date, per_customer: int = 200) -> list[IngestEvent]:
+def demo_events(today: date, per_customer: int = 200) -> list[ReceivedEvent]:
     """Deterministic usage for this month so far (seeded RNG: the same every time)."""
     rng = random.Random(42)
     period = Period(today.year, today.month)
@@ -249,13 +251,13 @@ def demo_events(today: date, per_customer: int = 200) -> list[IngestEvent]:
                 "user.active": {"user_id": f"u{rng.randrange(25)}"},
             }[kind]
             events.append(
-                IngestEvent(
+                ReceivedEvent(
                     id=f"demo-{customer.id}-{n}",
                     source="demo.seed",
                     event_type=kind,
                     customer_id=customer.id,
                     timestamp=moment,
-                    properties=props,
+                    properties=msgspec.Raw(msgspec.json.encode(props)),
                 )
             )
     return events

@@ -38,6 +38,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.MeterlineError], int]] = [
     (errors.Conflict, 409),
     (errors.BusinessRuleViolation, 422),
     (errors.SystemThrottled, 503),
+    (errors.Unavailable, 503),
     (errors.UpstreamError, 502),
 ]
 
@@ -108,7 +109,7 @@ def _status_for(exc: errors.MeterlineError) -> int:
 def _domain(request: Request, exc: errors.MeterlineError) -> Response:
     status = _status_for(exc)
     headers = dict(exc.headers) if isinstance(exc, GatewayError) else None
-    if isinstance(exc, errors.SystemThrottled):
+    if isinstance(exc, errors.SystemThrottled | errors.Unavailable):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     if status >= 500:
         log.warning("upstream failure %s: %s", exc.code, exc.detail)

@@ -22,6 +22,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_body_bytes: int = 10_000_000
     # Ingest limits: a batch of more events than this answers 413 and stores nothing.
     max_batch_events: int = 10_000
+    # Event-time policy: older events, or events further in the future, are rejected.
+    event_max_age_days: int = 35
+    event_max_future_seconds: int = 300
+    # Concurrent ingest transactions (group commit writers); 0 chooses: one on SQLite
+    # (a single writer anyway), four on PostgreSQL.
+    ingest_writers: int = 0
     # Idempotency keys are kept at least this long (the design asks for 24 h or more).
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"

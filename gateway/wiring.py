@@ -26,7 +26,10 @@ from process_apis.exceptions.service import ExceptionService
 from process_apis.idempotency import DatabaseIdempotencyStore, IdempotencyStore
 from process_apis.invoices.store import InvoiceStore
 from process_apis.posting.service import PostingService
+from process_apis.usage.group_commit import GroupCommit
+from process_apis.usage.policy import EventTimePolicy
 from process_apis.usage.service import UsageService
+from process_apis.usage.writer import write_batches
 from system_apis.billing.port import BillingPort
 from system_apis.billing.reference import ReferenceBilling
 from system_apis.crm.port import CrmPort
@@ -48,6 +51,7 @@ class Container(msgspec.Struct, kw_only=True):
     tax: TaxPort
     erp: ErpPort
     usage: UsageService
+    group_commit: GroupCommit
     idempotency: IdempotencyStore
     exceptions: ExceptionService
     invoices: InvoiceStore
@@ -87,6 +91,7 @@ class Container(msgspec.Struct, kw_only=True):
         return provided
 
     async def aclose(self) -> None:
+        await self.group_commit.aclose()
         await self.rate_limits.aclose()
         if isinstance(self.key_source, RemoteJwks):
             await self.key_source.aclose()
@@ -115,7 +120,13 @@ def build_container(settings: Settings) -> Container:
     invoices = InvoiceStore(sessions)
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
-    usage = UsageService(sessions, crm, billing, exceptions)
+    writers = settings.ingest_writers or (1 if engine.dialect.name == "sqlite" else 4)
+    group_commit = GroupCommit(sessions, write_batches, writers=writers)
+    policy = EventTimePolicy(
+        max_age=timedelta(days=settings.event_max_age_days),
+        max_future=timedelta(seconds=settings.event_max_future_seconds),
+    )
+    usage = UsageService(group_commit, crm, billing, exceptions, policy)
     clients = ClientRegistry(sessions)
     token_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     keyring = KeyRing(sessions, token_ttl=token_ttl)
@@ -145,6 +156,7 @@ def build_container(settings: Settings) -> Container:
         tax=tax,
         erp=erp,
         usage=usage,
+        group_commit=group_commit,
         idempotency=DatabaseIdempotencyStore(
             sessions, ttl=timedelta(hours=settings.idempotency_ttl_hours)
         ),

@@ -32,6 +32,9 @@ usage_events = Table(
     # 1 when customer and event type were known at receipt; billing reads events by
     # customer and type, so an unmatched event is billed once its mapping exists.
     Column("matched", Integer, nullable=False),
+    # 1 when the event's period was already invoiced at receipt: billing corrects that
+    # invoice with a memo instead of leaving the event unbilled.
+    Column("adjustment", Integer, nullable=False, server_default="0"),
     UniqueConstraint("source", "event_id", name="uq_usage_events_source_event_id"),
     Index("ix_usage_events_customer_type_time", "customer_id", "event_type", "timestamp"),
 )

@@ -33,14 +33,20 @@ async def raise_exception(
 
 
 async def raise_exceptions(
-    session: AsyncSession, kind: str, found: list[tuple[str, str, dict[str, Any], int]]
+    session: AsyncSession,
+    kind: str,
+    found: list[tuple[str, str, dict[str, Any], int]],
+    *,
+    correlation_id: str | None = None,
 ) -> None:
     """``raise_exception`` for many ``(subject, detail, context, occurrences)`` of one
-    kind in one statement (ingest may meet hundreds of unknown customers in a batch)."""
+    kind in one statement (ingest may meet hundreds of unknown customers in a batch).
+    ``correlation_id`` names the causing request when it is not the current one (work
+    done on a request's behalf by a group commit or a stream consumer)."""
     if not found:
         return
     now = utcnow()
-    corr = correlation.current()
+    corr = correlation_id or correlation.current()
     stmt = upsert_insert(exceptions, session.bind.dialect.name)
     stmt = stmt.on_conflict_do_update(
         index_elements=["kind", "subject"],

@@ -13,9 +13,14 @@ class EventTimePolicy(msgspec.Struct, frozen=True):
     max_age: timedelta = timedelta(days=35)
     max_future: timedelta = timedelta(minutes=5)
 
+    def window(self, received_at: datetime) -> tuple[datetime, datetime]:
+        """The oldest and newest timestamps accepted at ``received_at`` (inclusive)."""
+        return received_at - self.max_age, received_at + self.max_future
+
     def reject_reason(self, timestamp: datetime, received_at: datetime) -> str | None:
-        if timestamp < received_at - self.max_age:
+        oldest, newest = self.window(received_at)
+        if timestamp < oldest:
             return "event_too_old"
-        if timestamp > received_at + self.max_future:
+        if timestamp > newest:
             return "event_in_future"
         return None

@@ -1,37 +1,42 @@
 """Usage ingest: time policy, exact deduplication by (source, id), matching against the
-CRM and billing engine, one durable commit per batch, per-event results.
+CRM and billing engine, a durable commit before the answer, per-event results.
 
-Unmatched events (unknown customer or event type) are stored and raised as exceptions
-in the same transaction; billing picks them up once the mapping exists."""
+The checks that need no database run here, per request; storing runs in the event sink
+(a group commit in this process, or a Redis stream consumed by any process), where the
+database's unique (source, id) decides what is new. Unmatched events (unknown customer
+or event type) are stored and raised as exceptions in the same transaction; billing
+picks them up once the mapping exists."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import Counter
-from datetime import datetime
-from typing import Literal
+from datetime import UTC
+from typing import Literal, Protocol
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from cachetools import TTLCache
 
 from canonical import correlation
 from canonical.model import Base
-from canonical.persistence import insert_ignore
 from canonical.time import utcnow
-from process_apis.exceptions.service import ExceptionService, raise_exceptions
-from process_apis.tables import usage_events
-from process_apis.usage.formats import IngestEvent
+from process_apis.exceptions.service import ExceptionService
+from process_apis.usage.batch import CommitOutcome, PendingBatch
+from process_apis.usage.formats import ReceivedEvent
 from process_apis.usage.policy import EventTimePolicy
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
-__all__ = ["EventResult", "IngestResult", "UsageService"]
+__all__ = ["EventResult", "EventSink", "IngestResult", "UsageService"]
+
+# Known customers and event types are remembered this long; unknown ones are asked
+# again every time, so a new mapping is used by the next request.
+KNOWN_TTL_SECONDS = 60.0
 
 
-class EventResult(Base):
+class EventResult(Base, gc=False):
     index: int
     id: str
     status: Literal["accepted", "duplicate", "rejected"]
+    # rejected: why (event_too_old, event_in_future, invalid_text); accepted:
+    # period_invoiced when the event is stored and marked for adjustment.
     reason: str | None = None
 
 
@@ -40,31 +45,31 @@ class IngestResult(Base):
     duplicates: int
     rejected: int
     unmatched: int
+    adjustments: int
     results: list[EventResult]
 
 
-def _is_sqlite(sessions: async_sessionmaker) -> bool:
-    bind = sessions.kw.get("bind")
-    return bind is not None and bind.dialect.name == "sqlite"
+class EventSink(Protocol):
+    async def submit(self, batch: PendingBatch) -> CommitOutcome:
+        """Store the batch durably; answers after the commit."""
 
 
 class UsageService:
     def __init__(
         self,
-        sessions: async_sessionmaker,
+        sink: EventSink,
         crm: CrmPort,
         billing: BillingPort,
         exceptions: ExceptionService,
         policy: EventTimePolicy | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._sink = sink
         self._crm = crm
         self._billing = billing
         self._exceptions = exceptions
         self._policy = policy or EventTimePolicy()
-        # SQLite allows one writer: waiting on a process-local lock is far cheaper than
-        # colliding on the database lock and backing off (busy_timeout polling).
-        self._write_lock = asyncio.Lock() if _is_sqlite(sessions) else contextlib.nullcontext()
+        self._known_customers: TTLCache[str, bool] = TTLCache(100_000, KNOWN_TTL_SECONDS)
+        self._known_types: TTLCache[str, bool] = TTLCache(10_000, KNOWN_TTL_SECONDS)
 
     async def rematch(self) -> int:
         """Close the unknown-customer and unknown-event-type exceptions whose mapping now
@@ -79,105 +84,109 @@ class UsageService:
         closed = await self._exceptions.resolve_subjects("unknown_customer", known_customers)
         return closed + await self._exceptions.resolve_subjects("unknown_event_type", known_types)
 
-    async def ingest(self, events: list[IngestEvent]) -> IngestResult:
+    async def ingest(self, events: list[ReceivedEvent], *, screen_nul: bool = True) -> IngestResult:
+        """Store the new events of a request; per-event results in request order.
+        ``screen_nul=False`` when the body is known to hold no ``\\u0000`` escape."""
         received_at = utcnow()
+        oldest, newest = self._policy.window(received_at)
         results: list[EventResult | None] = [None] * len(events)
         seen: set[tuple[str, str]] = set()
-        candidates: list[tuple[int, IngestEvent]] = []
+        rejected = 0
+        positions: list[int] = []  # request index of each candidate
+        candidates: list[ReceivedEvent] = []
         for index, event in enumerate(events):
+            timestamp = event.timestamp
+            if timestamp is None:
+                event.timestamp = timestamp = received_at
+            elif timestamp.tzinfo is not UTC:
+                event.timestamp = timestamp = timestamp.astimezone(UTC)
             key = (event.source, event.id)
-            reason = self._policy.reject_reason(event.timestamp or received_at, received_at)
-            if reason:
-                results[index] = EventResult(index, event.id, "rejected", reason)
+            if timestamp < oldest:
+                results[index] = EventResult(index, event.id, "rejected", "event_too_old")
+                rejected += 1
+            elif timestamp > newest:
+                results[index] = EventResult(index, event.id, "rejected", "event_in_future")
+                rejected += 1
+            elif screen_nul and _has_nul(event):
+                results[index] = EventResult(index, event.id, "rejected", "invalid_text")
+                rejected += 1
             elif key in seen:
                 results[index] = EventResult(index, event.id, "duplicate")
             else:
                 seen.add(key)
-                candidates.append((index, event))
+                positions.append(index)
+                candidates.append(event)
 
-        inserted = await self._store([e for _, e in candidates], received_at) if candidates else {}
-        # Acknowledge only now, after the commit in ``_store``.
-        for index, event in candidates:
-            status = "accepted" if (event.source, event.id) in inserted else "duplicate"
-            results[index] = EventResult(index, event.id, status)
-        duplicates = sum(1 for r in results if r and r.status == "duplicate")
+        outcome = CommitOutcome([])
+        unmatched = 0
+        if candidates:
+            unknown_customers = await _lookup(
+                {e.customer_id for e in candidates},
+                self._known_customers,
+                self._crm.known_customer_ids,
+            )
+            unknown_types = await _lookup(
+                {e.event_type for e in candidates}, self._known_types, self._billing_known_types
+            )
+            batch = PendingBatch(
+                received_at,
+                correlation.current(),
+                candidates,
+                sorted(unknown_customers),
+                sorted(unknown_types),
+            )
+            # Acknowledged only after this returns, i.e. after the durable commit.
+            outcome = await self._sink.submit(batch)
+            if unknown_customers or unknown_types:
+                unmatched = sum(
+                    1
+                    for p in outcome.inserted
+                    if candidates[p].customer_id in unknown_customers
+                    or candidates[p].event_type in unknown_types
+                )
+
+        accepted = len(outcome.inserted)
+        if accepted == len(candidates) and not outcome.adjustments:
+            for index in positions:  # the usual case: all new
+                results[index] = EventResult(index, events[index].id, "accepted")
+        else:
+            stored = set(outcome.inserted)
+            adjusted = set(outcome.adjustments)
+            for position, index in enumerate(positions):
+                if position in stored:
+                    reason = "period_invoiced" if position in adjusted else None
+                    results[index] = EventResult(index, events[index].id, "accepted", reason)
+                else:
+                    results[index] = EventResult(index, events[index].id, "duplicate")
         return IngestResult(
-            accepted=len(inserted),
-            duplicates=duplicates,
-            rejected=len(events) - len(inserted) - duplicates,
-            unmatched=sum(1 for matched in inserted.values() if not matched),
-            results=[r for r in results if r is not None],
+            accepted=accepted,
+            duplicates=len(events) - accepted - rejected,
+            rejected=rejected,
+            unmatched=unmatched,
+            adjustments=len(outcome.adjustments),
+            results=results,  # every slot is set above
         )
 
-    async def _store(
-        self, events: list[IngestEvent], received_at: datetime
-    ) -> dict[tuple[str, str], bool]:
-        """Store the events not stored before, with the exceptions for those that match no
-        customer or meter, in one transaction; returns the new ones' keys -> matched."""
-        known_customers = await self._crm.known_customer_ids({e.customer_id for e in events})
-        known_types = await self._billing.meters_for_event_types({e.event_type for e in events})
-        corr = correlation.current()
-        # Matched once per event: the stored flag, the exceptions and the counts all use it.
-        matched = {
-            (e.source, e.id): e.customer_id in known_customers and e.event_type in known_types
-            for e in events
-        }
-        rows = [
-            {
-                "source": event.source,
-                "event_id": event.id,
-                "event_type": event.event_type,
-                "customer_id": event.customer_id,
-                "timestamp": event.timestamp or received_at,
-                "properties": event.properties,
-                "received_at": received_at,
-                "correlation_id": corr,
-                "matched": int(matched[event.source, event.id]),
-            }
-            for event in events
-        ]
-        async with self._write_lock, self._sessions.begin() as session:
-            stmt = insert_ignore(
-                usage_events, session.bind.dialect.name, ["source", "event_id"]
-            ).returning(usage_events.c.source, usage_events.c.event_id)
-            inserted = {(r[0], r[1]) for r in await session.execute(stmt, rows)}
-            unmatched = [
-                e for e in events if (e.source, e.id) in inserted and not matched[e.source, e.id]
-            ]
-            # An unmatched event is raised against its customer if that is unknown, else
-            # against its event type.
-            unknown_customers = Counter(
-                e.customer_id for e in unmatched if e.customer_id not in known_customers
-            )
-            unknown_types = Counter(
-                e.event_type for e in unmatched if e.customer_id in known_customers
-            )
-            await raise_exceptions(
-                session,
-                "unknown_customer",
-                [
-                    (
-                        customer_id,
-                        f"usage received for unknown customer {customer_id}; it is kept and "
-                        "billed once the customer exists in the CRM",
-                        {"customer_id": customer_id},
-                        count,
-                    )
-                    for customer_id, count in unknown_customers.items()
-                ],
-            )
-            await raise_exceptions(
-                session,
-                "unknown_event_type",
-                [
-                    (
-                        event_type,
-                        f"usage received with event type {event_type!r} that no meter "
-                        "measures; it is kept and billed once a meter exists",
-                        {"event_type": event_type},
-                        count,
-                    )
-                    for event_type, count in unknown_types.items()
-                ],
-            )
-        return {key: matched[key] for key in inserted}
+    async def _billing_known_types(self, event_types: set[str]) -> set[str]:
+        return set(await self._billing.meters_for_event_types(event_types))
+
+
+async def _lookup(names: set[str], known: TTLCache, ask) -> set[str]:
+    """The names that are unknown: those not remembered as known are asked for."""
+    missing = {name for name in names if name not in known}
+    if not missing:
+        return set()
+    found = await ask(missing)
+    for name in found:
+        known[name] = True
+    return missing - set(found)
+
+
+def _has_nul(event: ReceivedEvent) -> bool:
+    """NUL cannot be stored in PostgreSQL text and is never meaningful in an id."""
+    return (
+        "\x00" in event.id
+        or "\x00" in event.source
+        or "\x00" in event.customer_id
+        or "\x00" in event.event_type
+    )

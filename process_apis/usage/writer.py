@@ -1,0 +1,219 @@
+"""Writing batches of new usage events: one multi-row ``INSERT ... ON CONFLICT (source,
+event_id) DO NOTHING RETURNING`` per chunk, so the database decides duplicates exactly
+(also against other processes) and tells which events are new; events whose period is
+already invoiced are flagged for adjustment; events that match no customer or meter
+raise exceptions. Everything runs in the caller's transaction.
+
+The statements go to the driver directly (``exec_driver_sql``): SQLAlchemy's per-row
+parameter processing would cost more than the insert itself at ingest rates."""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from canonical.persistence import sqlite_datetimes
+from process_apis.exceptions.service import raise_exceptions
+from process_apis.tables import invoices
+from process_apis.usage.batch import CommitOutcome, PendingBatch
+
+__all__ = ["write_batches"]
+
+COLUMNS = (
+    "source",
+    "event_id",
+    "event_type",
+    "customer_id",
+    "timestamp",
+    "properties",
+    "received_at",
+    "correlation_id",
+    "matched",
+    "adjustment",
+)
+# Rows per SQLite statement: 10 parameters each stays well under SQLite's 32,766, and a
+# fixed size keeps the prepared statement in the driver's cache.
+SQLITE_CHUNK = 1000
+# Invoiced (customer, period) pairs are looked up this many customers at a time.
+LOOKUP_CHUNK = 500
+
+
+@functools.cache
+def _sqlite_insert(rows: int) -> str:
+    values = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
+    return (
+        f"INSERT INTO usage_events ({','.join(COLUMNS)}) VALUES {values} "
+        "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
+    )
+
+
+_POSTGRES_INSERT = (
+    f"INSERT INTO usage_events ({','.join(COLUMNS)}) "
+    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
+    "$5::timestamptz[], $6::text[], $7::timestamptz[], $8::varchar[], $9::int[], $10::int[]) "
+    "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
+)
+
+
+def _months(batches: list[PendingBatch]) -> list[date]:
+    """First days of the months the batches' events fall in (usually one or two)."""
+    stamps = [e.timestamp for b in batches for e in b.events]
+    first, last = min(stamps), max(stamps)
+    months, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(date(year, month, 1))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+async def _invoiced_periods(
+    session: AsyncSession, batches: list[PendingBatch]
+) -> set[tuple[str, date]]:
+    """(customer, period start) pairs the batches touch that already have an invoice."""
+    customers = sorted({e.customer_id for b in batches for e in b.events})
+    months = _months(batches)
+    found: set[tuple[str, date]] = set()
+    for start in range(0, len(customers), LOOKUP_CHUNK):
+        query = sa.select(invoices.c.customer_id, invoices.c.period_start).where(
+            invoices.c.kind == "invoice",
+            invoices.c.status != "void",
+            invoices.c.customer_id.in_(customers[start : start + LOOKUP_CHUNK]),
+            invoices.c.period_start.in_(months),
+        )
+        found.update((row[0], row[1]) for row in await session.execute(query))
+    return found
+
+
+def _adjustments(batch: PendingBatch, invoiced: set[tuple[str, date]]) -> list[bool] | None:
+    """Per event, whether its period is invoiced; None when none is (the usual case)."""
+    if not invoiced:
+        return None
+    return [
+        (e.customer_id, date(e.timestamp.year, e.timestamp.month, 1)) in invoiced
+        for e in batch.events
+    ]
+
+
+async def _insert(
+    session: AsyncSession, batch: PendingBatch, adjust: list[bool] | None
+) -> list[tuple[str, str]]:
+    """The keys of the events stored now, in batch order."""
+    connection = await session.connection()
+    events = batch.events
+    unknown_customers = set(batch.unknown_customers)
+    unknown_types = set(batch.unknown_event_types)
+    if unknown_customers or unknown_types:
+        matched = [
+            int(e.customer_id not in unknown_customers and e.event_type not in unknown_types)
+            for e in events
+        ]
+    else:
+        matched = [1] * len(events)
+    adjustment = [int(flag) for flag in adjust] if adjust else [0] * len(events)
+    if connection.dialect.name == "postgresql":
+        columns = (
+            [e.source for e in events],
+            [e.id for e in events],
+            [e.event_type for e in events],
+            [e.customer_id for e in events],
+            [e.timestamp for e in events],
+            [bytes(e.properties).decode() for e in events],
+            [batch.received_at] * len(events),
+            [batch.correlation_id] * len(events),
+            matched,
+            adjustment,
+        )
+        return [tuple(row) for row in await connection.exec_driver_sql(_POSTGRES_INSERT, columns)]
+    received_at = sqlite_datetimes([batch.received_at])[0]
+    timestamps = sqlite_datetimes([e.timestamp for e in events])
+    corr = batch.correlation_id
+    stored: list[tuple[str, str]] = []
+    for start in range(0, len(events), SQLITE_CHUNK):
+        params: list = []
+        extend = params.extend
+        for i in range(start, min(start + SQLITE_CHUNK, len(events))):
+            e = events[i]
+            extend(
+                (
+                    e.source,
+                    e.id,
+                    e.event_type,
+                    e.customer_id,
+                    timestamps[i],
+                    bytes(e.properties).decode(),
+                    received_at,
+                    corr,
+                    matched[i],
+                    adjustment[i],
+                )
+            )
+        result = await connection.exec_driver_sql(_sqlite_insert(len(params) // 10), tuple(params))
+        stored.extend(result.all())
+    return stored
+
+
+async def _raise_unmatched(session: AsyncSession, batch: PendingBatch, new: list[int]) -> None:
+    """One exception per unknown customer, else per unknown event type, counting events."""
+    unknown_customers: Counter[str] = Counter()
+    unknown_types: Counter[str] = Counter()
+    customers, event_types = set(batch.unknown_customers), set(batch.unknown_event_types)
+    for i in new:
+        event = batch.events[i]
+        if event.customer_id in customers:
+            unknown_customers[event.customer_id] += 1
+        elif event.event_type in event_types:
+            unknown_types[event.event_type] += 1
+    corr = batch.correlation_id
+    await raise_exceptions(
+        session,
+        "unknown_customer",
+        [
+            (
+                customer_id,
+                f"usage received for unknown customer {customer_id}; it is kept and "
+                "billed once the customer exists in the CRM",
+                {"customer_id": customer_id},
+                count,
+            )
+            for customer_id, count in unknown_customers.items()
+        ],
+        correlation_id=corr,
+    )
+    await raise_exceptions(
+        session,
+        "unknown_event_type",
+        [
+            (
+                event_type,
+                f"usage received with event type {event_type!r} that no meter measures; "
+                "it is kept and billed once a meter exists",
+                {"event_type": event_type},
+                count,
+            )
+            for event_type, count in unknown_types.items()
+        ],
+        correlation_id=corr,
+    )
+
+
+async def write_batches(session: AsyncSession, batches: list[PendingBatch]) -> list[CommitOutcome]:
+    """Store each batch's events not stored before, in ``session``'s transaction, in
+    order: of two batches carrying one event, the first stores it."""
+    invoiced = await _invoiced_periods(session, batches)
+    outcomes = []
+    for batch in batches:
+        adjust = _adjustments(batch, invoiced)
+        stored = await _insert(session, batch, adjust)
+        if len(stored) == batch.size:  # the usual case: every event is new
+            new = list(range(batch.size))
+        else:
+            keys = set(stored)
+            new = [i for i, e in enumerate(batch.events) if (e.source, e.id) in keys]
+        if batch.unknown_customers or batch.unknown_event_types:
+            await _raise_unmatched(session, batch, new)
+        outcomes.append(CommitOutcome(new, [i for i in new if adjust[i]] if adjust else []))
+    return outcomes
