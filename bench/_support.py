@@ -6,9 +6,13 @@ The scripts put the repository root on ``sys.path`` before importing this module
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +22,8 @@ import sqlalchemy as sa
 from canonical.persistence import create_engine
 from gateway.migrate import upgrade
 
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_SECONDS = 20.0
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
@@ -72,3 +78,59 @@ async def drop_redis_keys(url: str, prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(url: str, **env: str):
+    """A gateway in a uvicorn process of its own on ``url``'s database: yields an httpx
+    client on it (once it is live) and the process; terminated on the way out."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "gateway.app:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, "METERLINE_LOG_LEVEL": "WARNING", **env},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            await _wait_live(http, server)
+            yield http, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
+async def _wait_live(http: httpx.AsyncClient, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gateway exited with {server.returncode} before it was live")
+        try:
+            if (await http.get("/health/live")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"gateway not live after {STARTUP_SECONDS} s")

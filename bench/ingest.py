@@ -8,15 +8,17 @@ msgspec and insert the events into the same database with the same exact dedupe
 (INSERT ... ON CONFLICT DO NOTHING on (source, id)), one transaction per batch, no HTTP.
 Both are measured in this one run, on fresh databases, and printed as a ratio.
 
-    python bench/ingest.py [--batches 40] [--batch-size 1000] [--clients 4] [--postgres]
+Clients send concurrently (8 by default, as a fleet of product services would), so the
+gateway's group commit has something to group.
+
+    python bench/ingest.py [--batches 100] [--batch-size 1000] [--clients 8] [--postgres]
+                           [--ids uuid7|uuid4]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,22 +26,19 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import msgspec
 import uuid6
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _support import access_token, free_port, fresh_database  # noqa: E402
+from _support import access_token, fresh_database, gateway_process  # noqa: E402
 
-from canonical.persistence import create_engine, session_factory  # noqa: E402
+from canonical.persistence import create_engine, create_sqlite_writer  # noqa: E402
 from canonical.time import utcnow  # noqa: E402
 from process_apis.usage.batch import PendingBatch  # noqa: E402
 from process_apis.usage.formats import decode_events  # noqa: E402
 from process_apis.usage.writer import write_batches  # noqa: E402
-
-STARTUP_SECONDS = 20.0
 
 
 def make_batches(
@@ -114,87 +113,59 @@ async def seed_customers(url: str) -> tuple[str, str]:
     return credentials.client_id, credentials.client_secret
 
 
+def _batch(body: bytes) -> PendingBatch:
+    now = utcnow()
+    events = decode_events(body, "application/json")
+    for event in events:
+        event.timestamp = event.timestamp or now
+    return PendingBatch(now, None, events)
+
+
 async def floor(url: str, batches: list[bytes]) -> float:
     """Decode + insert with the same dedupe: each batch decoded by msgspec and written by
-    the same statement ingest uses, one transaction per batch; no HTTP, no auth, no
-    matching, no group commit."""
+    the statement ingest uses, one transaction per batch, on the connection ingest uses
+    (SQLite: the synchronous writer connection; PostgreSQL: the async engine); no HTTP, no
+    auth, no matching, no group commit."""
+    if url.startswith("sqlite"):
+        writer = create_sqlite_writer(url)
+        try:
+            started = time.perf_counter()
+            for body in batches:
+                with writer.begin() as connection:
+                    write_batches(connection, [_batch(body)])
+            return time.perf_counter() - started
+        finally:
+            writer.dispose()
     engine = create_engine(url)
-    sessions = session_factory(engine)
     try:
         started = time.perf_counter()
         for body in batches:
-            now = utcnow()
-            events = decode_events(body, "application/json")
-            for event in events:
-                event.timestamp = event.timestamp or now
-            batch = PendingBatch(now, None, events)
-            async with sessions.begin() as session:
-                await write_batches(session, [batch])
+            async with engine.begin() as connection:
+                await connection.run_sync(write_batches, [_batch(body)])
         return time.perf_counter() - started
     finally:
         await engine.dispose()
 
 
-async def wait_live(http: httpx.AsyncClient, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"gateway exited with {server.returncode} before it was live")
-        try:
-            if (await http.get("/health/live")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"gateway not live after {STARTUP_SECONDS} s")
-
-
 async def through_gateway(
     url: str, batches: list[bytes], clients: int, credentials: tuple[str, str]
 ) -> float:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "METERLINE_LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "gateway.app:create_app",
-            "--factory",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            await wait_live(http, server)
-            token = await access_token(http, credentials)
-            queue = list(batches)
-            headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+    async with gateway_process(url) as (http, _):
+        token = await access_token(http, credentials)
+        queue = list(batches)
+        headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
 
-            async def worker():
-                while queue:
-                    body = queue.pop()
-                    response = await http.post(
-                        "/process/usage/v1/events", content=body, headers=headers
-                    )
-                    response.raise_for_status()
+        async def worker():
+            while queue:
+                body = queue.pop()
+                response = await http.post(
+                    "/process/usage/v1/events", content=body, headers=headers
+                )
+                response.raise_for_status()
 
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(clients)))
-            return time.perf_counter() - started
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return time.perf_counter() - started
 
 
 async def measure(label: str, postgres: bool, args, duplicate_share: float) -> None:
@@ -214,9 +185,9 @@ async def measure(label: str, postgres: bool, args, duplicate_share: float) -> N
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--postgres", action="store_true", help="also measure PostgreSQL")
     parser.add_argument(
         "--ids", choices=["uuid7", "uuid4"], default="uuid7", help="event ids (uuid4: random)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import click
@@ -91,23 +92,64 @@ def bill(period: str, customers: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between drains.")
-@click.option("--once", is_flag=True, help="Drain the outbox once and exit.")
-def worker(interval: float, once: bool) -> None:
-    """Drain the ERP posting outbox: post pending invoices, again and again."""
+@click.option("--once", is_flag=True, help="Drain once (outbox and ingest stream) and exit.")
+@click.option(
+    "--ingest/--no-ingest",
+    default=None,
+    help="Store ingested batches from the Redis stream (default: when "
+    "METERLINE_INGEST_BACKBONE=redis-streams).",
+)
+@click.option(
+    "--ingest-only",
+    is_flag=True,
+    help="Only store ingested batches from the Redis stream (a dedicated writer): no outbox.",
+)
+def worker(interval: float, once: bool, ingest: bool | None, ingest_only: bool) -> None:
+    """Drain the ERP posting outbox: post pending invoices, again and again. With the
+    redis-streams ingest backbone, also store the batches gateways put on the stream."""
+    settings = Settings.from_env()
+    streams = settings.ingest_backbone == "redis-streams"
+    if ingest_only:
+        ingest = True
+    if ingest is None:
+        ingest = streams
+    if ingest and not streams:
+        raise click.ClickException(
+            "storing from the ingest stream needs METERLINE_INGEST_BACKBONE=redis-streams "
+            "(and REDIS_URL)"
+        )
 
-    async def drain(container):
-        while True:
+    async def run(container):
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # finish the work in hand, then exit
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+        consumer = container.stream_consumer if ingest else None
+        if consumer is not None:
+            if once:
+                handled = await consumer.drain()
+                click.echo(f"ingest: stored {handled} batches from the stream")
+            else:
+                consumer.start()  # stopped by container.aclose()
+                click.echo(f"ingest: writer {consumer.name} consuming the ingest stream")
+        while not ingest_only:
             result = await container.posting.post_pending()
             if result.posted or result.failed or result.pending:
                 click.echo(
                     f"outbox: posted={result.posted} failed={result.failed} "
                     f"pending={result.pending}"
                 )
-            if once:
+            if once or stop.is_set():
                 return
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+        if not once:
+            await stop.wait()
 
-    _with_container(drain)
+    _with_container(run)
 
 
 def _print_credentials(credentials, as_json: bool) -> None:

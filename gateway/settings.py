@@ -28,6 +28,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Concurrent ingest transactions (group commit writers); 0 chooses: one on SQLite
     # (a single writer anyway), four on PostgreSQL.
     ingest_writers: int = 0
+    # Where ingest hands accepted batches for storing: "direct" (a group commit in this
+    # process) or "redis-streams" (a Redis stream that every gateway process and
+    # `meterline worker` consume; needs redis_url). See docs/adr/0007.
+    ingest_backbone: str = "direct"
+    # redis-streams: seconds a request waits for a writer to confirm its commit before
+    # it answers 503 ``unavailable``.
+    ingest_reply_timeout_seconds: float = 30.0
+    # redis-streams: a batch a writer read but did not acknowledge within this many
+    # seconds (the writer died) is taken over by another writer. Not below the reply
+    # timeout, so a taken-over batch never answers a request that still waits.
+    ingest_claim_timeout_seconds: float = 60.0
     # Idempotency keys are kept at least this long (the design asks for 24 h or more).
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"

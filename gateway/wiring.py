@@ -12,7 +12,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from canonical.access import Caller
-from canonical.persistence import create_engine, session_factory
+from canonical.persistence import create_engine, create_sqlite_writer, session_factory
 from experience_apis.portal.service import PortalService
 from gateway.auth.clients import ClientRegistry
 from gateway.auth.keys import KeyRing
@@ -26,9 +26,10 @@ from process_apis.exceptions.service import ExceptionService
 from process_apis.idempotency import DatabaseIdempotencyStore, IdempotencyStore
 from process_apis.invoices.store import InvoiceStore
 from process_apis.posting.service import PostingService
-from process_apis.usage.group_commit import GroupCommit
+from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit
 from process_apis.usage.policy import EventTimePolicy
-from process_apis.usage.service import UsageService
+from process_apis.usage.service import EventSink, UsageService
+from process_apis.usage.streams import RedisStreams, StreamConsumer, StreamSink
 from process_apis.usage.writer import write_batches
 from system_apis.billing.port import BillingPort
 from system_apis.billing.reference import ReferenceBilling
@@ -39,7 +40,15 @@ from system_apis.erp.reference import ReferenceErp
 from system_apis.tax.port import TaxPort
 from system_apis.tax.reference import ReferenceTax
 
-__all__ = ["Container", "build_container"]
+__all__ = [
+    "INGEST_BACKBONES",
+    "Container",
+    "build_container",
+    "build_stream_consumer",
+    "check_ingest_backbone",
+]
+
+INGEST_BACKBONES = ("direct", "redis-streams")
 
 
 class Container(msgspec.Struct, kw_only=True):
@@ -51,7 +60,7 @@ class Container(msgspec.Struct, kw_only=True):
     tax: TaxPort
     erp: ErpPort
     usage: UsageService
-    group_commit: GroupCommit
+    group_commit: GroupCommit | ThreadGroupCommit
     idempotency: IdempotencyStore
     exceptions: ExceptionService
     invoices: InvoiceStore
@@ -65,6 +74,11 @@ class Container(msgspec.Struct, kw_only=True):
     token_verifier: TokenVerifier
     key_source: KeySource
     rate_limits: RateLimits
+    # Ingest backbone "redis-streams" only: the Redis clients, this process's sink and
+    # its writer (started with the sink's first use).
+    streams: RedisStreams | None = None
+    stream_sink: StreamSink | None = None
+    stream_consumer: StreamConsumer | None = None
 
     def dependencies(self) -> dict[str, Provide]:
         """Every service a route may ask for, by parameter name."""
@@ -91,6 +105,14 @@ class Container(msgspec.Struct, kw_only=True):
         return provided
 
     async def aclose(self) -> None:
+        # The sink first (its requests in flight are answered by the consumer), then
+        # the consumer (it finishes the batches it holds), then their Redis clients.
+        if self.stream_sink is not None:
+            await self.stream_sink.aclose()
+        if self.stream_consumer is not None:
+            await self.stream_consumer.aclose()
+        if self.streams is not None:
+            await self.streams.aclose()
         await self.group_commit.aclose()
         await self.rate_limits.aclose()
         if isinstance(self.key_source, RemoteJwks):
@@ -110,7 +132,61 @@ def _constant(value) -> Provide:
     return Provide(provide, use_cache=True, sync_to_thread=False)
 
 
+def check_ingest_backbone(settings: Settings) -> None:
+    """Refuses settings the ingest backbone cannot run with (at startup, not at the
+    first request)."""
+    if settings.ingest_backbone not in INGEST_BACKBONES:
+        raise ValueError(
+            f"METERLINE_INGEST_BACKBONE={settings.ingest_backbone!r}: choose one of "
+            f"{', '.join(INGEST_BACKBONES)}"
+        )
+    if settings.ingest_backbone != "redis-streams":
+        return
+    if not settings.redis_url:
+        raise ValueError(
+            "METERLINE_INGEST_BACKBONE=redis-streams needs REDIS_URL: the ingest stream "
+            "lives in Redis"
+        )
+    if not 0 < settings.ingest_reply_timeout_seconds <= settings.ingest_claim_timeout_seconds:
+        raise ValueError(
+            "METERLINE_INGEST_REPLY_TIMEOUT_SECONDS must be positive and at most "
+            "METERLINE_INGEST_CLAIM_TIMEOUT_SECONDS (a batch taken over from a stopped "
+            "writer must not answer a request that still waits)"
+        )
+
+
+def _ingest_writers(settings: Settings, engine: AsyncEngine) -> int:
+    """Concurrent ingest transactions per process: one on SQLite (a single writer
+    anyway), four on PostgreSQL, unless set."""
+    return settings.ingest_writers or (1 if engine.dialect.name == "sqlite" else 4)
+
+
+def build_group_commit(
+    settings: Settings, engine: AsyncEngine, writers: int
+) -> GroupCommit | ThreadGroupCommit:
+    """Where ingest transactions run: a writer thread with its own synchronous SQLite
+    connection, or writer tasks on the async engine on PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        return ThreadGroupCommit(create_sqlite_writer(settings.database_url), write_batches)
+    return GroupCommit(engine, write_batches, writers=writers)
+
+
+def build_stream_consumer(
+    settings: Settings, streams: RedisStreams, sessions: async_sessionmaker, writers: int
+) -> StreamConsumer:
+    """A writer of the ingest stream (in a gateway process or ``meterline worker``)."""
+    return StreamConsumer(
+        streams,
+        sessions,
+        write_batches,
+        loops=writers,
+        claim_timeout=settings.ingest_claim_timeout_seconds,
+        reply_ttl=max(600.0, 4 * settings.ingest_reply_timeout_seconds),
+    )
+
+
 def build_container(settings: Settings) -> Container:
+    check_ingest_backbone(settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     crm = ReferenceCrm(sessions)
@@ -120,13 +196,24 @@ def build_container(settings: Settings) -> Container:
     invoices = InvoiceStore(sessions)
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
-    writers = settings.ingest_writers or (1 if engine.dialect.name == "sqlite" else 4)
-    group_commit = GroupCommit(sessions, write_batches, writers=writers)
+    writers = _ingest_writers(settings, engine)
+    group_commit = build_group_commit(settings, engine, writers)
+    sink: EventSink = group_commit
+    streams = stream_sink = stream_consumer = None
+    if settings.ingest_backbone == "redis-streams":
+        assert settings.redis_url is not None  # checked above
+        streams = RedisStreams(settings.redis_url, prefix=settings.redis_key_prefix)
+        stream_consumer = build_stream_consumer(settings, streams, sessions, writers)
+        sink = stream_sink = StreamSink(
+            streams,
+            reply_timeout=settings.ingest_reply_timeout_seconds,
+            consumer=stream_consumer,
+        )
     policy = EventTimePolicy(
         max_age=timedelta(days=settings.event_max_age_days),
         max_future=timedelta(seconds=settings.event_max_future_seconds),
     )
-    usage = UsageService(group_commit, crm, billing, exceptions, policy)
+    usage = UsageService(sink, crm, billing, exceptions, policy)
     clients = ClientRegistry(sessions)
     token_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     keyring = KeyRing(sessions, token_ttl=token_ttl)
@@ -171,4 +258,7 @@ def build_container(settings: Settings) -> Container:
         token_verifier=TokenVerifier(key_source, issuer=issuer, audience=settings.oauth_audience),
         key_source=key_source,
         rate_limits=build_rate_limits(settings),
+        streams=streams,
+        stream_sink=stream_sink,
+        stream_consumer=stream_consumer,
     )

@@ -16,7 +16,7 @@ from canonical.time import utcnow
 from process_apis.paging import equal_to, fetch_page
 from process_apis.tables import exceptions
 
-__all__ = ["ExceptionService", "raise_exception", "raise_exceptions"]
+__all__ = ["ExceptionService", "exceptions_upsert", "raise_exception", "raise_exceptions"]
 
 
 async def raise_exception(
@@ -40,14 +40,25 @@ async def raise_exceptions(
     correlation_id: str | None = None,
 ) -> None:
     """``raise_exception`` for many ``(subject, detail, context, occurrences)`` of one
-    kind in one statement (ingest may meet hundreds of unknown customers in a batch).
+    kind in one statement (ingest may meet hundreds of unknown customers in a batch)."""
+    if found:
+        stmt, rows = exceptions_upsert(session.bind.dialect.name, kind, found, correlation_id)
+        await session.execute(stmt, rows)
+
+
+def exceptions_upsert(
+    dialect_name: str,
+    kind: str,
+    found: list[tuple[str, str, dict[str, Any], int]],
+    correlation_id: str | None = None,
+):
+    """The statement and rows that open (or re-open and count) exceptions; for callers
+    that execute them on a connection of their own (the ingest writer).
     ``correlation_id`` names the causing request when it is not the current one (work
     done on a request's behalf by a group commit or a stream consumer)."""
-    if not found:
-        return
     now = utcnow()
     corr = correlation_id or correlation.current()
-    stmt = upsert_insert(exceptions, session.bind.dialect.name)
+    stmt = upsert_insert(exceptions, dialect_name)
     stmt = stmt.on_conflict_do_update(
         index_elements=["kind", "subject"],
         set_={
@@ -76,7 +87,7 @@ async def raise_exceptions(
     ]
     # Written in subject order, so that two transactions touching the same subjects lock
     # their rows in the same order and cannot deadlock.
-    await session.execute(stmt, sorted(rows, key=lambda row: row["subject"]))
+    return stmt, sorted(rows, key=lambda row: row["subject"])
 
 
 def _record(row) -> ExceptionRecord:

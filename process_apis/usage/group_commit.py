@@ -1,12 +1,21 @@
 """Group commit: concurrent ingest requests share one database transaction.
 
-Each request hands its batch to a writer task and waits. While the writer commits one
-group, the batches arriving meanwhile queue up and become the next group, so under load
-many requests pay for one commit, and when idle a request is committed at once (no timer
-to wait for). Every request is answered only after the commit that stored its events.
+Each request hands its batch to a writer and waits. While the writer commits one group,
+the batches arriving meanwhile queue up and become the next group, so under load many
+requests pay for one commit, and when idle a request is committed at once (no timer to
+wait for). Every request is answered only after the commit that stored its events.
 
 If a group's transaction fails, its batches are retried one transaction each, so that
 one bad batch fails only its own request.
+
+Two writers share that behaviour:
+
+- ``ThreadGroupCommit`` (SQLite, a single writer anyway): a thread of its own with a
+  synchronous connection takes batches from a thread-safe queue, so a transaction and
+  the next one never wait for the event loop, busy with the next requests, to come
+  round; only the answers go back through it.
+- ``GroupCommit`` (PostgreSQL): writer tasks on the event loop, several at a time, each
+  transaction on the async engine.
 """
 
 from __future__ import annotations
@@ -14,35 +23,153 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import queue
+import threading
+from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from canonical import errors
 from process_apis.usage.batch import CommitOutcome, PendingBatch
 
-__all__ = ["GroupCommit", "WriteBatches"]
+__all__ = ["GroupCommit", "ThreadGroupCommit", "WriteBatches"]
 
 log = logging.getLogger(__name__)
 
-WriteBatches = Callable[[AsyncSession, list[PendingBatch]], Awaitable[list[CommitOutcome]]]
-_Item = tuple[PendingBatch, asyncio.Future]
+# Writes batches in the transaction of the connection it is given (``writer.write_batches``).
+WriteBatches = Callable[[sa.Connection, list[PendingBatch]], list[CommitOutcome]]
+MAX_GROUP_EVENTS = 20_000
+
+
+def _closing() -> errors.Unavailable:
+    return errors.Unavailable("ingest is shutting down; retry against another instance")
+
+
+def _stopped() -> errors.Unavailable:
+    return errors.Unavailable("ingest stopped before this batch was stored")
+
+
+class _Waiter:
+    """A request waiting for its batch, answered from whichever thread commits it."""
+
+    __slots__ = ("batch", "future", "loop")
+
+    def __init__(self, batch: PendingBatch) -> None:
+        self.batch = batch
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[CommitOutcome] = self.loop.create_future()
+
+    def answer(self, outcome: CommitOutcome | None = None, error: BaseException | None = None):
+        def settle() -> None:
+            if self.future.done():  # the request gave up waiting
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(outcome)  # type: ignore[arg-type]
+
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            self.loop.call_soon_threadsafe(settle)
+
+    async def wait(self) -> CommitOutcome:
+        # A cancelled request leaves its batch to be committed (the client resends it
+        # and is told it is a duplicate); only the wait is given up.
+        return await asyncio.shield(self.future)
+
+
+def _group(first: _Waiter, take: Callable[[], _Waiter | None]) -> list[_Waiter]:
+    """``first`` and what else is queued, up to MAX_GROUP_EVENTS; ``take`` returns the
+    next queued waiter or None (nothing queued, or a stop marker it puts back)."""
+    group, events = [first], first.batch.size
+    while events < MAX_GROUP_EVENTS and (more := take()) is not None:
+        group.append(more)
+        events += more.batch.size
+    return group
+
+
+class ThreadGroupCommit:
+    """Group commit in a writer thread with a synchronous engine (SQLite)."""
+
+    def __init__(self, engine: sa.Engine, write: WriteBatches) -> None:
+        self._engine = engine
+        self._write = write
+        self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self._closing = False
+
+    async def submit(self, batch: PendingBatch) -> CommitOutcome:
+        """Store ``batch`` durably; returns once its transaction has committed."""
+        if self._closing:
+            raise _closing()
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="ingest-writer", daemon=True
+                )
+                self._thread.start()
+        waiter = _Waiter(batch)
+        self._queue.put(waiter)
+        return await waiter.wait()
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the thread. A later ``submit`` starts it
+        again (an ASGI server may run the app's startup after a shutdown)."""
+        thread = self._thread
+        if thread is not None:
+            self._closing = True
+            try:
+                self._queue.put(None)
+                await asyncio.to_thread(thread.join, timeout)
+                while True:  # left behind by a thread that did not stop in time
+                    try:
+                        waiter = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if waiter is not None:
+                        waiter.answer(error=_stopped())
+            finally:
+                self._thread, self._closing = None, False
+        self._engine.dispose()
+
+    def _take(self) -> _Waiter | None:
+        try:
+            waiter = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if waiter is None:  # stop marker: commit this group first
+            self._queue.put(None)
+        return waiter
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            self._commit(_group(first, self._take))
+
+    def _commit(self, group: list[_Waiter]) -> None:
+        try:
+            with self._engine.begin() as connection:
+                outcomes = self._write(connection, [waiter.batch for waiter in group])
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].answer(error=exc)
+                return
+            log.warning("group commit of %d batches failed (%r); one by one", len(group), exc)
+            for waiter in group:
+                self._commit([waiter])
+            return
+        for waiter, outcome in zip(group, outcomes, strict=True):
+            waiter.answer(outcome)
 
 
 class GroupCommit:
-    def __init__(
-        self,
-        sessions: async_sessionmaker,
-        write: WriteBatches,
-        *,
-        writers: int = 1,
-        max_group_events: int = 20_000,
-    ) -> None:
-        self._sessions = sessions
+    """Group commit in writer tasks on the event loop with the async engine."""
+
+    def __init__(self, engine: AsyncEngine, write: WriteBatches, *, writers: int = 4) -> None:
+        self._engine = engine
         self._write = write
         self._writers = writers
-        self._max_group_events = max_group_events
-        self._queue: asyncio.Queue[_Item | None] | None = None
+        self._queue: asyncio.Queue[_Waiter | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
         self._closing = False
@@ -50,90 +177,69 @@ class GroupCommit:
     async def submit(self, batch: PendingBatch) -> CommitOutcome:
         """Store ``batch`` durably; returns once its transaction has committed."""
         if self._closing:
-            raise errors.Unavailable("ingest is shutting down; retry against another instance")
+            raise _closing()
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:  # started on first use, per loop
             self._queue, self._loop = asyncio.Queue(), loop
             self._tasks = [
-                asyncio.create_task(self._run(), name=f"ingest-group-commit-{n}")
+                asyncio.create_task(self._run(self._queue), name=f"ingest-writer-{n}")
                 for n in range(self._writers)
             ]
-        future = loop.create_future()
-        self._queue.put_nowait((batch, future))
-        # A cancelled request leaves its batch to be committed (the client resends it
-        # and is told it is a duplicate); only the wait is given up.
-        return await asyncio.shield(future)
+        waiter = _Waiter(batch)
+        self._queue.put_nowait(waiter)
+        return await waiter.wait()
 
     async def aclose(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the writers. A later ``submit`` starts them
-        again (an ASGI server may run the app's startup after a shutdown)."""
+        """Commit what is queued, then stop the writers; a later ``submit`` restarts."""
         if self._queue is None or self._loop is not asyncio.get_running_loop():
             self._queue = None
             return
         self._closing = True
         try:
-            await self._stop(timeout)
+            for _ in self._tasks:
+                self._queue.put_nowait(None)
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            while not self._queue.empty():
+                waiter = self._queue.get_nowait()
+                if waiter is not None:
+                    waiter.answer(error=_stopped())
         finally:
             self._queue, self._tasks, self._closing = None, [], False
 
-    async def _stop(self, timeout: float) -> None:
-        assert self._queue is not None
-        for _ in self._tasks:
-            self._queue.put_nowait(None)
-        _, pending = await asyncio.wait(self._tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*pending, return_exceptions=True)
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                _fail(item[1], errors.Unavailable("ingest stopped before this batch was stored"))
+    async def _run(self, queue_: asyncio.Queue[_Waiter | None]) -> None:
+        def take() -> _Waiter | None:
+            if queue_.empty():
+                return None
+            waiter = queue_.get_nowait()
+            if waiter is None:
+                queue_.put_nowait(None)
+            return waiter
 
-    async def _run(self) -> None:
-        queue = self._queue
-        assert queue is not None
-        while True:
-            item = await queue.get()
-            if item is None:
-                return
-            group, events = [item], item[0].size
-            while events < self._max_group_events and not queue.empty():
-                more = queue.get_nowait()
-                if more is None:  # closing: commit this group, then stop
-                    queue.put_nowait(None)
-                    break
-                group.append(more)
-                events += more[0].size
+        while (first := await queue_.get()) is not None:
+            group = _group(first, take)
             try:
                 await self._commit(group)
             except asyncio.CancelledError:
-                for _, future in group:
-                    _fail(future, errors.Unavailable("ingest stopped while storing this batch"))
+                for waiter in group:
+                    waiter.answer(error=_stopped())
                 raise
 
-    async def _commit(self, group: list[_Item]) -> None:
+    async def _commit(self, group: list[_Waiter]) -> None:
         try:
-            outcomes = await self._transaction([batch for batch, _ in group])
+            async with self._engine.begin() as connection:
+                outcomes = await connection.run_sync(
+                    self._write, [waiter.batch for waiter in group]
+                )
         except Exception as exc:
             if len(group) == 1:
-                _fail(group[0][1], exc)
+                group[0].answer(error=exc)
                 return
-            log.warning(
-                "group commit of %d batches failed (%r); retrying one by one", len(group), exc
-            )
-            for item in group:
-                await self._commit([item])
+            log.warning("group commit of %d batches failed (%r); one by one", len(group), exc)
+            for waiter in group:
+                await self._commit([waiter])
             return
-        for (_, future), outcome in zip(group, outcomes, strict=True):
-            if not future.done():
-                future.set_result(outcome)
-
-    async def _transaction(self, batches: list[PendingBatch]) -> list[CommitOutcome]:
-        async with self._sessions.begin() as session:
-            return await self._write(session, batches)
-
-
-def _fail(future: asyncio.Future, exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+        for waiter, outcome in zip(group, outcomes, strict=True):
+            waiter.answer(outcome)
