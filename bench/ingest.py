@@ -38,7 +38,7 @@ from canonical.persistence import create_engine, create_sqlite_writer  # noqa: E
 from canonical.time import utcnow  # noqa: E402
 from process_apis.usage.batch import PendingBatch  # noqa: E402
 from process_apis.usage.formats import decode_events  # noqa: E402
-from process_apis.usage.writer import write_batches  # noqa: E402
+from process_apis.usage.writer import Prepared, write_batches  # noqa: E402
 
 
 def make_batches(
@@ -132,7 +132,7 @@ async def floor(url: str, batches: list[bytes]) -> float:
             started = time.perf_counter()
             for body in batches:
                 with writer.begin() as connection:
-                    write_batches(connection, [_batch(body)])
+                    write_batches(connection, [Prepared("sqlite", _batch(body))])
             return time.perf_counter() - started
         finally:
             writer.dispose()
@@ -141,7 +141,7 @@ async def floor(url: str, batches: list[bytes]) -> float:
         started = time.perf_counter()
         for body in batches:
             async with engine.begin() as connection:
-                await connection.run_sync(write_batches, [_batch(body)])
+                await connection.run_sync(write_batches, [Prepared("postgresql", _batch(body))])
         return time.perf_counter() - started
     finally:
         await engine.dispose()

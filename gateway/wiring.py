@@ -30,7 +30,7 @@ from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit
 from process_apis.usage.policy import EventTimePolicy
 from process_apis.usage.service import EventSink, UsageService
 from process_apis.usage.streams import RedisStreams, StreamConsumer, StreamSink
-from process_apis.usage.writer import write_batches
+from process_apis.usage.writer import prepare, write_batches
 from system_apis.billing.port import BillingPort
 from system_apis.billing.reference import ReferenceBilling
 from system_apis.crm.port import CrmPort
@@ -167,8 +167,9 @@ def build_group_commit(
     """Where ingest transactions run: a writer thread with its own synchronous SQLite
     connection, or writer tasks on the async engine on PostgreSQL."""
     if engine.dialect.name == "sqlite":
-        return ThreadGroupCommit(create_sqlite_writer(settings.database_url), write_batches)
-    return GroupCommit(engine, write_batches, writers=writers)
+        writer = create_sqlite_writer(settings.database_url)
+        return ThreadGroupCommit(writer, prepare("sqlite"), write_batches)
+    return GroupCommit(engine, prepare("postgresql"), write_batches, writers=writers)
 
 
 def build_stream_consumer(

@@ -26,6 +26,8 @@ __all__ = [
 Text255 = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+# CloudEvents ``datacontenttype``: JSON, parameters allowed ("application/json; charset=utf-8").
+JsonMediaType = Annotated[str, msgspec.Meta(pattern=r"^(?i:application/json)\s*(;.*)?$")]
 EMPTY_OBJECT = msgspec.Raw(b"{}")
 
 
@@ -51,7 +53,7 @@ class CloudEvent(msgspec.Struct):
     type: EventType
     subject: Text255
     time: Timestamp | None = None
-    datacontenttype: Literal["application/json"] | None = None
+    datacontenttype: JsonMediaType | None = None
     dataschema: str | None = None
     data: dict[str, Any] | None = None
 
@@ -75,11 +77,19 @@ class _ReceivedCloudEvent(msgspec.Struct, gc=False):
     type: EventType
     subject: Text255
     time: Timestamp | None = None
-    datacontenttype: Literal["application/json"] | None = None
+    datacontenttype: JsonMediaType | None = None
     dataschema: str | None = None
     data: msgspec.Raw = EMPTY_OBJECT  # absent or null: no properties
+    # Binary data cannot carry usage properties: refused, never silently dropped.
+    data_base64: str | None = None
 
-    def as_received(self) -> ReceivedEvent:
+    def as_received(self, index: int) -> ReceivedEvent:
+        if self.data_base64 is not None:
+            raise errors.InvalidRequest(
+                f"invalid event batch: the event at index {index} carries data_base64; "
+                "usage properties must be a JSON object in data",
+                code="invalid_events",
+            )
         data = EMPTY_OBJECT if bytes(self.data).strip() == b"null" else self.data
         return ReceivedEvent(self.id, self.source, self.type, self.subject, self.time, data)
 
@@ -119,9 +129,11 @@ def decode_events(body: bytes, content_type: str | None) -> list[ReceivedEvent]:
         if media == "application/json":
             return _check_objects(_canonical.decode(body))
         if media == "application/cloudevents+json":
-            return _check_objects([_cloud_one.decode(body).as_received()])
+            return _check_objects([_cloud_one.decode(body).as_received(0)])
         if media == "application/cloudevents-batch+json":
-            return _check_objects([event.as_received() for event in _cloud_batch.decode(body)])
+            return _check_objects(
+                [event.as_received(i) for i, event in enumerate(_cloud_batch.decode(body))]
+            )
     except msgspec.ValidationError as exc:
         raise errors.InvalidRequest(f"invalid event batch: {exc}", code="invalid_events") from exc
     except msgspec.DecodeError as exc:

@@ -26,9 +26,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from canonical import errors
 from process_apis.usage.batch import CommitOutcome, PendingBatch
@@ -37,9 +39,18 @@ __all__ = ["GroupCommit", "ThreadGroupCommit", "WriteBatches"]
 
 log = logging.getLogger(__name__)
 
-# Writes batches in the transaction of the connection it is given (``writer.write_batches``).
-WriteBatches = Callable[[sa.Connection, list[PendingBatch]], list[CommitOutcome]]
+# Prepares a batch for writing, outside the writer (``writer.prepare``), and writes prepared
+# batches in the transaction of the connection it is given (``writer.write_batches``).
+Prepare = Callable[[PendingBatch], Any]
+WriteBatches = Callable[[sa.Connection, list[Any]], list[CommitOutcome]]
 MAX_GROUP_EVENTS = 20_000
+LOCK_CONFLICT_ATTEMPTS = 5
+# PostgreSQL's deadlock_detected and serialization_failure: retrying is the remedy.
+_LOCK_CONFLICTS = {"40P01", "40001"}
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _LOCK_CONFLICTS
 
 
 def _closing() -> errors.Unavailable:
@@ -53,10 +64,11 @@ def _stopped() -> errors.Unavailable:
 class _Waiter:
     """A request waiting for its batch, answered from whichever thread commits it."""
 
-    __slots__ = ("batch", "future", "loop")
+    __slots__ = ("batch", "future", "loop", "prepared")
 
-    def __init__(self, batch: PendingBatch) -> None:
+    def __init__(self, batch: PendingBatch, prepared: Any) -> None:
         self.batch = batch
+        self.prepared = prepared
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[CommitOutcome] = self.loop.create_future()
 
@@ -91,8 +103,9 @@ def _group(first: _Waiter, take: Callable[[], _Waiter | None]) -> list[_Waiter]:
 class ThreadGroupCommit:
     """Group commit in a writer thread with a synchronous engine (SQLite)."""
 
-    def __init__(self, engine: sa.Engine, write: WriteBatches) -> None:
+    def __init__(self, engine: sa.Engine, prepare: Prepare, write: WriteBatches) -> None:
         self._engine = engine
+        self._prepare = prepare
         self._write = write
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -105,11 +118,9 @@ class ThreadGroupCommit:
             raise _closing()
         with self._start:
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="ingest-writer", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
                 self._thread.start()
-        waiter = _Waiter(batch)
+        waiter = _Waiter(batch, self._prepare(batch))
         self._queue.put(waiter)
         return await waiter.wait()
 
@@ -149,7 +160,7 @@ class ThreadGroupCommit:
     def _commit(self, group: list[_Waiter]) -> None:
         try:
             with self._engine.begin() as connection:
-                outcomes = self._write(connection, [waiter.batch for waiter in group])
+                outcomes = self._write(connection, [waiter.prepared for waiter in group])
         except Exception as exc:
             if len(group) == 1:
                 group[0].answer(error=exc)
@@ -165,8 +176,11 @@ class ThreadGroupCommit:
 class GroupCommit:
     """Group commit in writer tasks on the event loop with the async engine."""
 
-    def __init__(self, engine: AsyncEngine, write: WriteBatches, *, writers: int = 4) -> None:
+    def __init__(
+        self, engine: AsyncEngine, prepare: Prepare, write: WriteBatches, *, writers: int = 4
+    ) -> None:
         self._engine = engine
+        self._prepare = prepare
         self._write = write
         self._writers = writers
         self._queue: asyncio.Queue[_Waiter | None] | None = None
@@ -185,7 +199,7 @@ class GroupCommit:
                 asyncio.create_task(self._run(self._queue), name=f"ingest-writer-{n}")
                 for n in range(self._writers)
             ]
-        waiter = _Waiter(batch)
+        waiter = _Waiter(batch, self._prepare(batch))
         self._queue.put_nowait(waiter)
         return await waiter.wait()
 
@@ -229,10 +243,19 @@ class GroupCommit:
 
     async def _commit(self, group: list[_Waiter]) -> None:
         try:
-            async with self._engine.begin() as connection:
-                outcomes = await connection.run_sync(
-                    self._write, [waiter.batch for waiter in group]
-                )
+            # Concurrent transactions inserting the same new keys can deadlock (PostgreSQL
+            # then aborts one); such a transaction is simply tried again.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_is_lock_conflict),
+                stop=stop_after_attempt(LOCK_CONFLICT_ATTEMPTS),
+                wait=wait_random_exponential(multiplier=0.02, max=0.5),
+                reraise=True,
+            ):
+                with attempt:
+                    async with self._engine.begin() as connection:
+                        outcomes = await connection.run_sync(
+                            self._write, [waiter.prepared for waiter in group]
+                        )
         except Exception as exc:
             if len(group) == 1:
                 group[0].answer(error=exc)

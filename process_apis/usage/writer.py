@@ -23,7 +23,7 @@ from process_apis.exceptions.service import exceptions_upsert
 from process_apis.tables import invoices
 from process_apis.usage.batch import CommitOutcome, PendingBatch
 
-__all__ = ["write_batches"]
+__all__ = ["Prepared", "prepare", "write_batches"]
 
 COLUMNS = (
     "source",
@@ -44,7 +44,7 @@ SQLITE_CHUNK = 1000
 LOOKUP_CHUNK = 500
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)
 def _sqlite_insert(rows: int) -> str:
     # No RETURNING: it costs about a fifth of the insert. The writer holds the write lock
     # (BEGIN IMMEDIATE), so the rows count tells whether all are new and, when not, the
@@ -60,57 +60,43 @@ _SQLITE_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM usage_events"
 _SQLITE_STORED_AFTER = "SELECT source, event_id FROM usage_events WHERE seq > ?"
 
 
+# Rows go in in key order: two transactions inserting the same keys then lock them in
+# the same order instead of deadlocking.
 _POSTGRES_INSERT = (
     f"INSERT INTO usage_events ({','.join(COLUMNS)}) "
     "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
     "$5::timestamptz[], $6::text[], $7::timestamptz[], $8::varchar[], $9::int[], $10::int[]) "
+    "ORDER BY 1, 2 "
     "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
 )
 
 
-def _months(batches: list[PendingBatch]) -> list[date]:
-    """First days of the months the batches' events fall in (usually one or two)."""
-    stamps = [e.timestamp for b in batches for e in b.events]
-    first, last = min(stamps), max(stamps)
-    months, year, month = [], first.year, first.month
-    while (year, month) <= (last.year, last.month):
-        months.append(date(year, month, 1))
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
+class Prepared:
+    """A batch with what its insert needs, computed before the writer's transaction (in
+    the request, concurrently with other requests) so that the single writer spends its
+    time in the database: the statement parameters (with ``adjustment`` 0; the rare
+    batch touching an invoiced period is prepared again in the transaction), its
+    customers and its time span."""
+
+    __slots__ = ("batch", "customers", "dialect", "first", "last", "rows")
+
+    def __init__(self, dialect: str, batch: PendingBatch) -> None:
+        self.batch = batch
+        self.dialect = dialect
+        stamps = [e.timestamp for e in batch.events]
+        self.first, self.last = min(stamps), max(stamps)
+        self.customers = {e.customer_id for e in batch.events}
+        self.rows = _rows(dialect, batch, None)
 
 
-def _invoiced_periods(
-    connection: sa.Connection, batches: list[PendingBatch]
-) -> set[tuple[str, date]]:
-    """(customer, period start) pairs the batches touch that already have an invoice."""
-    customers = sorted({e.customer_id for b in batches for e in b.events})
-    months = _months(batches)
-    found: set[tuple[str, date]] = set()
-    for start in range(0, len(customers), LOOKUP_CHUNK):
-        query = sa.select(invoices.c.customer_id, invoices.c.period_start).where(
-            invoices.c.kind == "invoice",
-            invoices.c.status != "void",
-            invoices.c.customer_id.in_(customers[start : start + LOOKUP_CHUNK]),
-            invoices.c.period_start.in_(months),
-        )
-        found.update((row[0], row[1]) for row in connection.execute(query))
-    return found
+def prepare(dialect: str):
+    """A function preparing batches for ``write_batches`` on ``dialect``."""
+    return functools.partial(Prepared, dialect)
 
 
-def _adjustments(batch: PendingBatch, invoiced: set[tuple[str, date]]) -> list[bool] | None:
-    """Per event, whether its period is invoiced; None when none is (the usual case)."""
-    if not invoiced:
-        return None
-    return [
-        (e.customer_id, date(e.timestamp.year, e.timestamp.month, 1)) in invoiced
-        for e in batch.events
-    ]
-
-
-def _insert(
-    connection: sa.Connection, batch: PendingBatch, adjust: list[bool] | None
-) -> set[tuple[str, str]] | None:
-    """The keys of the events stored now, or None when every one was."""
+def _rows(dialect: str, batch: PendingBatch, adjust: list[bool] | None) -> list[tuple]:
+    """Statement parameters: SQLite, one flat tuple per chunk of SQLITE_CHUNK events;
+    PostgreSQL, one tuple of column arrays."""
     events = batch.events
     unknown_customers = set(batch.unknown_customers)
     unknown_types = set(batch.unknown_event_types)
@@ -122,26 +108,25 @@ def _insert(
     else:
         matched = [1] * len(events)
     adjustment = [int(flag) for flag in adjust] if adjust else [0] * len(events)
-    if connection.dialect.name == "postgresql":
-        columns = (
-            [e.source for e in events],
-            [e.id for e in events],
-            [e.event_type for e in events],
-            [e.customer_id for e in events],
-            [e.timestamp for e in events],
-            [bytes(e.properties).decode() for e in events],
-            [batch.received_at] * len(events),
-            [batch.correlation_id] * len(events),
-            matched,
-            adjustment,
-        )
-        stored = connection.exec_driver_sql(_POSTGRES_INSERT, columns).all()
-        return None if len(stored) == len(events) else {(row[0], row[1]) for row in stored}
+    if dialect == "postgresql":
+        return [
+            (
+                [e.source for e in events],
+                [e.id for e in events],
+                [e.event_type for e in events],
+                [e.customer_id for e in events],
+                [e.timestamp for e in events],
+                [bytes(e.properties).decode() for e in events],
+                [batch.received_at] * len(events),
+                [batch.correlation_id] * len(events),
+                matched,
+                adjustment,
+            )
+        ]
     received_at = sqlite_datetimes([batch.received_at])[0]
     timestamps = sqlite_datetimes([e.timestamp for e in events])
     corr = batch.correlation_id
-    last_seq = connection.exec_driver_sql(_SQLITE_LAST_SEQ).scalar_one()
-    inserted = 0
+    chunks = []
     for start in range(0, len(events), SQLITE_CHUNK):
         params: list = []
         extend = params.extend
@@ -161,13 +146,63 @@ def _insert(
                     adjustment[i],
                 )
             )
-        inserted += connection.exec_driver_sql(
-            _sqlite_insert(len(params) // 10), tuple(params)
-        ).rowcount
-    if inserted == len(events):
+        chunks.append(tuple(params))
+    return chunks
+
+
+def _months(prepared: list[Prepared]) -> list[date]:
+    """First days of the months the batches' events fall in (usually one or two)."""
+    first = min(p.first for p in prepared)
+    last = max(p.last for p in prepared)
+    months, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.append(date(year, month, 1))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _invoiced_periods(connection: sa.Connection, prepared: list[Prepared]) -> set[tuple[str, date]]:
+    """(customer, period start) pairs the batches touch that already have an invoice."""
+    customers = sorted(set().union(*(p.customers for p in prepared)))
+    months = _months(prepared)
+    found: set[tuple[str, date]] = set()
+    for start in range(0, len(customers), LOOKUP_CHUNK):
+        query = sa.select(invoices.c.customer_id, invoices.c.period_start).where(
+            invoices.c.kind == "invoice",
+            invoices.c.status != "void",
+            invoices.c.customer_id.in_(customers[start : start + LOOKUP_CHUNK]),
+            invoices.c.period_start.in_(months),
+        )
+        found.update((row[0], row[1]) for row in connection.execute(query))
+    return found
+
+
+def _adjustments(batch: PendingBatch, invoiced: set[tuple[str, date]]) -> list[bool] | None:
+    """Per event, whether its period is invoiced; None when none is (the usual case)."""
+    if not invoiced:
         return None
-    rows = connection.exec_driver_sql(_SQLITE_STORED_AFTER, (last_seq,))
-    return {(row[0], row[1]) for row in rows}
+    flags = [
+        (e.customer_id, date(e.timestamp.year, e.timestamp.month, 1)) in invoiced
+        for e in batch.events
+    ]
+    return flags if any(flags) else None
+
+
+def _insert(connection: sa.Connection, batch: PendingBatch, rows: list[tuple]):
+    """The keys of the events stored now, or None when every one was."""
+    if connection.dialect.name == "postgresql":
+        stored = connection.exec_driver_sql(_POSTGRES_INSERT, rows[0]).all()
+        return None if len(stored) == batch.size else {(row[0], row[1]) for row in stored}
+    last_seq = connection.exec_driver_sql(_SQLITE_LAST_SEQ).scalar_one()
+    inserted = sum(
+        connection.exec_driver_sql(_sqlite_insert(len(chunk) // 10), chunk).rowcount
+        for chunk in rows
+    )
+    if inserted == batch.size:
+        return None
+    return {
+        (row[0], row[1]) for row in connection.exec_driver_sql(_SQLITE_STORED_AFTER, (last_seq,))
+    }
 
 
 def _raise_unmatched(connection: sa.Connection, batch: PendingBatch, new: list[int]) -> None:
@@ -209,14 +244,17 @@ def _raise_unmatched(connection: sa.Connection, batch: PendingBatch, new: list[i
             connection.execute(*exceptions_upsert(dialect, kind, subjects, corr))
 
 
-def write_batches(connection: sa.Connection, batches: list[PendingBatch]) -> list[CommitOutcome]:
+def write_batches(connection: sa.Connection, prepared: list[Prepared]) -> list[CommitOutcome]:
     """Store each batch's events not stored before, in ``connection``'s transaction, in
     order: of two batches carrying one event, the first stores it."""
-    invoiced = _invoiced_periods(connection, batches)
+    invoiced = _invoiced_periods(connection, prepared)
     outcomes = []
-    for batch in batches:
+    for item in prepared:
+        batch, rows = item.batch, item.rows
         adjust = _adjustments(batch, invoiced)
-        stored = _insert(connection, batch, adjust)
+        if adjust is not None:
+            rows = _rows(item.dialect, batch, adjust)
+        stored = _insert(connection, batch, rows)
         if stored is None:  # the usual case: every event is new
             new = list(range(batch.size))
         else:
