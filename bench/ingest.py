@@ -8,10 +8,10 @@ msgspec and insert the events into the same database with the same exact dedupe
 (INSERT ... ON CONFLICT DO NOTHING on (source, id)), one transaction per batch, no HTTP.
 Both are measured in this one run, on fresh databases, and printed as a ratio.
 
-Clients send concurrently (8 by default, as a fleet of product services would), so the
+Clients send concurrently (16 by default, as a fleet of product services would), so the
 gateway's group commit has something to group.
 
-    python bench/ingest.py [--batches 100] [--batch-size 1000] [--clients 8] [--postgres]
+    python bench/ingest.py [--batches 200] [--batch-size 1000] [--clients 16] [--postgres]
                            [--ids uuid7|uuid4]
 """
 
@@ -185,9 +185,9 @@ async def measure(label: str, postgres: bool, args, duplicate_share: float) -> N
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--postgres", action="store_true", help="also measure PostgreSQL")
     parser.add_argument(
         "--ids", choices=["uuid7", "uuid4"], default="uuid7", help="event ids (uuid4: random)"

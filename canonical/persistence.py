@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from canonical.time import as_utc
 
 __all__ = [
+    "SQLITE_PAGE_SIZE",
     "DecimalText",
     "JSONDoc",
     "UTCDateTime",
@@ -101,8 +102,16 @@ def sqlite_datetimes(values: Sequence[datetime]) -> list[str]:
     ]
 
 
+SQLITE_PAGE_SIZE = 8192
+# Page cache of the SQLite writer connection: the hot parts of the event indexes.
+WRITER_CACHE_KIB = 65_536
+
+
 def _sqlite_pragmas(dbapi_connection, *, synchronous: str = "NORMAL") -> None:
     cursor = dbapi_connection.cursor()
+    # Takes effect when the database is created (before WAL is on): larger pages mean
+    # fewer splits and page writes for the event tables' indexes.
+    cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -140,6 +149,7 @@ def create_sqlite_writer(url: str) -> Engine:
     def _connect(dbapi_connection, _record) -> None:
         _sqlite_pragmas(dbapi_connection, synchronous="FULL")
         dbapi_connection.isolation_level = None  # transactions are begun below, not by pysqlite
+        dbapi_connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:
