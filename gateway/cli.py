@@ -18,7 +18,10 @@ def _with_container(work):
     from gateway.wiring import build_container
 
     async def go():
-        container = build_container(Settings.from_env())
+        try:
+            container = build_container(Settings.from_env())
+        except ValueError as exc:  # settings that cannot work, e.g. the ingest backbone
+            raise click.ClickException(str(exc)) from exc
         try:
             return await work(container)
         finally:

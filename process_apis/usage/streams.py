@@ -25,11 +25,11 @@ the claim timeout).
 
 Failures: a Redis that cannot be reached answers the request 503 ``unavailable`` (with
 Retry-After) rather than silently storing in-process; so does a batch that no writer
-confirms within the reply timeout. A failed group transaction is retried batch by batch
-(deadlocks and serialization failures up to three times), and the reply of a batch that
-still fails carries an error: ``unavailable`` when the database could not be reached,
-else an internal error (500), as the in-process path answers. See
-docs/adr/0007-ingest-scale-out-redis-streams.md.
+confirms within the reply timeout. A transaction hitting a lock conflict (deadlock,
+serialization failure, busy SQLite) is tried again, up to five times; a failed group
+transaction is retried batch by batch, and the reply of a batch that still fails carries
+an error: ``unavailable`` when the database could not be reached, else an internal error
+(500), as the in-process path answers. See docs/adr/0007-ingest-scale-out-redis-streams.md.
 """
 
 from __future__ import annotations
@@ -42,16 +42,17 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import msgspec
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from canonical import errors
 from process_apis.usage.batch import CommitOutcome, PendingBatch
@@ -69,12 +70,14 @@ __all__ = [
 log = logging.getLogger("meterline.ingest.streams")
 
 GROUP = "ingest-writers"
+# Prepares a batch for ``write`` (``writer.prepare(dialect)``), outside the transaction.
+Prepare = Callable[[PendingBatch], Any]
 # Entry fields.
 BATCH, REQUEST, REPLY_TO, REPLY = b"batch", b"request", b"reply_to", b"reply"
 # A transaction failing with these SQLSTATEs (deadlock, serialization failure) is tried
 # again; concurrent writers in several processes can deadlock on overlapping events.
 RETRY_SQLSTATES = frozenset({"40P01", "40001"})
-TRANSACTION_ATTEMPTS = 3
+TRANSACTION_ATTEMPTS = 5
 # An entry delivered this many times without being acknowledged is given up (answered
 # with an error and deleted): it keeps killing or stalling its consumers.
 MAX_DELIVERIES = 5
@@ -167,6 +170,7 @@ class StreamSink:
         self._consumer = consumer
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._reader: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
@@ -188,8 +192,7 @@ class StreamSink:
                     self._streams.ingest,
                     {BATCH: _encode(batch), REQUEST: request_id, REPLY_TO: self.reply_stream},
                 )
-            except RedisError as exc:
-                log.warning("ingest stream unreachable: %r", exc)
+            except RedisError as exc:  # logged with the 503 by the gateway
                 raise errors.Unavailable(
                     "the ingest stream (Redis) is unreachable; nothing was stored",
                     retry_after=self._retry_after,
@@ -213,8 +216,10 @@ class StreamSink:
         """Starts the reply reader (and this process's consumer) once per event loop."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._reader is None or self._reader.done():
-            self._loop = loop
-            self._reader = asyncio.create_task(self._read_replies(), name="ingest-replies")
+            self._loop, self._stopping = loop, asyncio.Event()
+            self._reader = asyncio.create_task(
+                self._read_replies(self._stopping), name="ingest-replies"
+            )
         if self._consumer is not None:
             self._consumer.start()
 
@@ -229,9 +234,9 @@ class StreamSink:
             pending = [f for f in self._waiting.values() if not f.done()]
             if pending:
                 await asyncio.wait(pending, timeout=timeout)
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            self._stopping.set()
+            self._reader.cancel()  # only replies nobody waits for any more can be lost
+            await _stop([self._reader], self._streams.block_ms / 1000 + 1.0)
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(
@@ -243,11 +248,11 @@ class StreamSink:
         finally:
             self._reader, self._closing = None, False
 
-    async def _read_replies(self) -> None:
+    async def _read_replies(self, stopping: asyncio.Event) -> None:
         streams, name = self._streams, self.reply_stream
         last: bytes | str = "0-0"
         failing = False
-        while True:
+        while not stopping.is_set():
             try:
                 response = await streams.blocking.xread(
                     {name: last}, count=512, block=streams.block_ms
@@ -269,7 +274,7 @@ class StreamSink:
                 if not failing:
                     log.warning("reading ingest replies failed (%r); retrying", exc)
                     failing = True
-                await asyncio.sleep(REDIS_BACKOFF_SECONDS)
+                await _sleep_unless(stopping, REDIS_BACKOFF_SECONDS)
 
     def _resolve(self, fields: dict[bytes, bytes]) -> None:
         try:
@@ -305,12 +310,18 @@ class _Entry(msgspec.Struct):
 
 
 class StreamConsumer:
-    """Reads the ingest stream in the consumer group and stores what it reads."""
+    """Reads the ingest stream in the consumer group and stores what it reads.
+
+    ``engine``: the async engine (PostgreSQL: ``write`` runs through ``run_sync``) or a
+    synchronous SQLite writer engine (``create_sqlite_writer``: ``BEGIN IMMEDIATE``, run
+    in a thread), which the consumer disposes of when it closes. ``prepare`` and
+    ``write`` are the group commit's (``writer.prepare(dialect)``, ``write_batches``)."""
 
     def __init__(
         self,
         streams: RedisStreams,
-        sessions: async_sessionmaker,
+        engine: AsyncEngine | sa.Engine,
+        prepare: Prepare,
         write: WriteBatches,
         *,
         loops: int = 1,
@@ -321,7 +332,8 @@ class StreamConsumer:
         name: str | None = None,
     ) -> None:
         self._streams = streams
-        self._sessions = sessions
+        self._engine = engine
+        self._prepare = prepare
         self._write = write
         self._loops = loops
         self._count = count
@@ -349,17 +361,13 @@ class StreamConsumer:
     async def aclose(self, timeout: float = 10.0) -> None:
         """Lets each loop finish the batches it holds (up to ``timeout``), then stops
         them. Entries a cancelled loop had read are taken over after the claim timeout."""
-        if not self._tasks or self._loop is not asyncio.get_running_loop():
-            self._tasks = []
-            return
-        assert self._stopping is not None
-        self._stopping.set()
-        _, pending = await asyncio.wait(self._tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*pending, return_exceptions=True)
+        if self._tasks and self._loop is asyncio.get_running_loop():
+            assert self._stopping is not None
+            self._stopping.set()
+            await _stop(self._tasks, timeout)
         self._tasks = []
+        if isinstance(self._engine, sa.Engine):  # its own synchronous SQLite engine
+            self._engine.dispose()
 
     async def drain(self) -> int:
         """Stores what is in the stream (new entries and ones due for takeover) until a
@@ -545,23 +553,26 @@ class StreamConsumer:
         return results
 
     async def _transaction(self, batches: list[PendingBatch]) -> list[CommitOutcome]:
-        # Each batch's events in key order: two transactions inserting overlapping
-        # events then lock them in the same order instead of deadlocking.
-        ordered = [_in_key_order(batch) for batch in batches]
-        sorted_batches = [batch for batch, _ in ordered]
+        """One transaction storing ``batches``; tried again on a lock conflict (writers
+        of several processes inserting the same new keys can deadlock, and PostgreSQL
+        then aborts one of them)."""
+        prepared = [self._prepare(batch) for batch in batches]
         for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
             try:
-                async with self._sessions.begin() as session:
-                    outcomes = await self._write(session, sorted_batches)
-                break
+                if isinstance(self._engine, AsyncEngine):
+                    async with self._engine.begin() as connection:
+                        return await connection.run_sync(self._write, prepared)
+                return await asyncio.to_thread(self._sync_transaction, prepared)
             except Exception as exc:
                 if attempt == TRANSACTION_ATTEMPTS or not _retryable(exc):
                     raise
-                await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
-        return [
-            _in_batch_order(outcome, order)
-            for outcome, (_, order) in zip(outcomes, ordered, strict=True)
-        ]
+                await asyncio.sleep(random.uniform(0, min(0.5, 0.02 * 2**attempt)))
+        raise AssertionError("unreachable")
+
+    def _sync_transaction(self, prepared: list[Any]) -> list[CommitOutcome]:
+        assert isinstance(self._engine, sa.Engine)
+        with self._engine.begin() as connection:
+            return self._write(connection, prepared)
 
 
 def _parse(entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry:
@@ -596,30 +607,6 @@ def _groups(entries: list[_Entry], max_events: int) -> Iterable[list[_Entry]]:
         yield group
 
 
-def _in_key_order(batch: PendingBatch) -> tuple[PendingBatch, list[int] | None]:
-    events = batch.events
-    order = sorted(range(len(events)), key=lambda i: (events[i].source, events[i].id))
-    if all(i == p for p, i in enumerate(order)):
-        return batch, None
-    sorted_batch = PendingBatch(
-        batch.received_at,
-        batch.correlation_id,
-        [events[i] for i in order],
-        batch.unknown_customers,
-        batch.unknown_event_types,
-    )
-    return sorted_batch, order
-
-
-def _in_batch_order(outcome: CommitOutcome, order: list[int] | None) -> CommitOutcome:
-    if order is None:
-        return outcome
-    return CommitOutcome(
-        sorted(order[p] for p in outcome.inserted),
-        sorted(order[p] for p in outcome.adjustments),
-    )
-
-
 def _sqlstate(exc: BaseException) -> str | None:
     orig: Any = getattr(exc, "orig", None)
     return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
@@ -651,6 +638,21 @@ def _reply_error(exc: BaseException) -> ReplyError:
         )
     log.error("ingest: storing a batch failed", exc_info=exc)
     return ReplyError("internal", "internal_error", "storing this batch failed")
+
+
+async def _stop(tasks: list[asyncio.Task], timeout: float) -> None:
+    """Waits for tasks told to stop; cancels those still running after ``timeout``.
+
+    Loops stop by an event rather than by cancellation: a cancellation that arrives
+    during a blocking redis-py read can be lost (the read returns normally), so waiting
+    for a cancelled reader is bounded too."""
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        _, stuck = await asyncio.wait(pending, timeout=1.0)
+        if stuck:
+            log.warning("ingest: %d stream tasks did not stop", len(stuck))
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:
