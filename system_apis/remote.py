@@ -18,6 +18,8 @@ from canonical.time import as_utc, utcnow
 __all__ = ["PAGE_SIZE", "RemoteSystem", "segment"]
 
 PAGE_SIZE = 100  # the largest page every System API contract serves
+# Methods whose call may change the remote's state (an unknown outcome is ambiguous).
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def segment(value: str) -> str:
@@ -67,7 +69,7 @@ class RemoteSystem:
                 method, path, content=content, params=params, headers=headers
             )
         except httpx.TimeoutException as exc:
-            if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
+            if method.upper() in _WRITES:
                 raise errors.AmbiguousCommit(
                     f"{self.name}: {method} {path} timed out", system=self.name
                 ) from exc
@@ -78,7 +80,16 @@ class RemoteSystem:
             raise _as_error(self.name, response)
         if response.status_code == 204 or not response.content:
             return None
-        return msgspec.json.decode(response.content, type=type)
+        try:
+            return msgspec.json.decode(response.content, type=type)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # An answer outside the contract is the remote's failure, raised as one so that
+            # callers' handling of ``UpstreamError`` (hold, retry) still applies; a write
+            # it answered may have committed all the same.
+            detail = f"{self.name}: {method} {path} answered outside the contract: {exc}"
+            if method.upper() in _WRITES:
+                raise errors.AmbiguousCommit(detail, system=self.name) from exc
+            raise errors.UpstreamError(detail, system=self.name) from exc
 
     async def collect(
         self,
@@ -126,7 +137,7 @@ def _as_error(system: str, response: httpx.Response) -> errors.MeterlineError:
     body holds, so callers' handling of ``UpstreamError`` (retries) is not bypassed."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         body = None
     if not isinstance(body, dict):  # a problem is a JSON object; anything else carries nothing
         body = {}

@@ -19,6 +19,7 @@ from system_apis.billing.port import (
     spec_body,
     to_wire,
 )
+from system_apis.chunks import sorted_chunks
 from system_apis.remote import RemoteSystem, segment
 
 __all__ = ["HttpBilling"]
@@ -62,10 +63,9 @@ class HttpBilling:
         return await self._remote.collect("/meters", MeterList)
 
     async def meters_for_event_types(self, event_types: Collection[str]) -> dict[str, list[Meter]]:
-        wanted = sorted({t for t in event_types if fits(t, EventType)})
+        wanted = (t for t in event_types if fits(t, EventType))
         found: dict[str, list[Meter]] = {}
-        for i in range(0, len(wanted), MAX_EVENT_TYPE_FILTER):
-            chunk = wanted[i : i + MAX_EVENT_TYPE_FILTER]
+        for chunk in sorted_chunks(wanted, MAX_EVENT_TYPE_FILTER):
             meters = await self._remote.collect("/meters", MeterList, params={"event_type": chunk})
             for meter in meters:
                 found.setdefault(meter.event_type, []).append(meter)

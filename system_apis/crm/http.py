@@ -6,6 +6,7 @@ from collections.abc import Collection
 from datetime import date
 
 from canonical.model import Amendment, Customer, Subscription
+from system_apis.chunks import sorted_chunks
 from system_apis.crm.port import (
     MAX_FILTER,
     MAX_LOOKUP,
@@ -49,14 +50,10 @@ class HttpCrm:
         return page.data, page.has_more
 
     async def known_customer_ids(self, ids: Collection[str]) -> set[str]:
-        wanted = sorted(set(ids))
         known: set[str] = set()
-        for i in range(0, len(wanted), MAX_LOOKUP):
+        for chunk in sorted_chunks(ids, MAX_LOOKUP):
             answer = await self._remote.call(
-                "POST",
-                "/known-customers",
-                json=CustomerIds(ids=wanted[i : i + MAX_LOOKUP]),
-                type=KnownCustomers,
+                "POST", "/known-customers", json=CustomerIds(ids=chunk), type=KnownCustomers
             )
             known.update(answer.ids)
         return known
@@ -87,13 +84,10 @@ class HttpCrm:
             return await self._remote.collect(
                 "/active-subscriptions", SubscriptionList, params=base
             )
-        wanted = sorted(set(customer_ids))
         found: list[Subscription] = []
-        for i in range(0, len(wanted), MAX_FILTER):
+        for chunk in sorted_chunks(customer_ids, MAX_FILTER):
             found += await self._remote.collect(
-                "/active-subscriptions",
-                SubscriptionList,
-                params=base | {"customer_id": wanted[i : i + MAX_FILTER]},
+                "/active-subscriptions", SubscriptionList, params=base | {"customer_id": chunk}
             )
         return sorted(found, key=lambda s: s.id)
 

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,13 +40,15 @@ def _event_types(event_types: Collection[str]) -> list[str]:
     return sorted({t for t in event_types if fits(t, EventType)})
 
 
-async def _upsert(s: AsyncSession, table, values: dict[str, Any]) -> None:
-    """Insert, or on an existing ``code`` replace everything but id and created_at."""
+async def _upsert(s: AsyncSession, table, values: dict[str, Any]) -> Row:
+    """Insert, or on an existing ``code`` replace everything but id and created_at; the
+    row as stored (with the kept id), returned by the same statement."""
     stmt = upsert(table, s.bind.dialect.name, values, ["code"], keep=("id", "created_at"))
     try:
-        await s.execute(stmt)
+        result = await s.execute(stmt.returning(*table.c))
     except IntegrityError:
         raise Conflict(f"id {values['id']!r} already belongs to another {table.name}") from None
+    return result.one()
 
 
 def _meter(row) -> Meter:
@@ -80,8 +82,7 @@ class ReferenceBilling:
         check_meter(meter)
         values = msgspec.structs.asdict(meter) | {"created_at": utcnow()}
         async with self._sessions.begin() as s:
-            await _upsert(s, meters, values)
-            row = (await s.execute(select(meters).where(meters.c.code == meter.code))).one()
+            row = await _upsert(s, meters, values)
         return _meter(row)
 
     async def get_meter(self, code: str) -> Meter:
@@ -144,8 +145,7 @@ class ReferenceBilling:
                         f"plan {plan.code!r} refers to meters that do not exist: "
                         + ", ".join(sorted(missing))
                     )
-            await _upsert(s, plans, values)
-            row = (await s.execute(select(plans).where(plans.c.code == plan.code))).one()
+            row = await _upsert(s, plans, values)
         return _plan(row)
 
     async def get_plan(self, plan_id: str) -> PricePlan:

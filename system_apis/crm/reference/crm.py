@@ -19,6 +19,7 @@ from canonical.ids import new_id
 from canonical.model import Amendment, Customer, Subscription
 from canonical.persistence import upsert
 from canonical.time import utcnow
+from system_apis.chunks import sorted_chunks
 from system_apis.crm.reference import rules
 from system_apis.crm.reference.tables import accounts, amendments, subscriptions
 
@@ -43,9 +44,8 @@ _CUSTOMER_COLUMNS = [
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
-    values = sorted({v for v in values if rules.is_id(v)})
-    for i in range(0, len(values), CHUNK):
-        yield values[i : i + CHUNK]
+    """The values that can be ids, in ``IN`` lists of at most ``CHUNK``."""
+    return sorted_chunks((v for v in values if rules.is_id(v)), CHUNK)
 
 
 def _customer(row) -> Customer:
