@@ -173,18 +173,16 @@ def build_group_commit(
 
 
 def build_stream_consumer(
-    settings: Settings, streams: RedisStreams, engine: AsyncEngine, writers: int
+    settings: Settings,
+    streams: RedisStreams,
+    store: GroupCommit | ThreadGroupCommit,
+    writers: int,
 ) -> StreamConsumer:
     """A writer of the ingest stream (in a gateway process or ``meterline worker``),
-    writing as the group commit does: on SQLite through a synchronous writer connection
-    of its own, on PostgreSQL on the async engine."""
-    dialect = engine.dialect.name
-    store = create_sqlite_writer(settings.database_url) if dialect == "sqlite" else engine
+    storing through ``store``, the process's group commit."""
     return StreamConsumer(
         streams,
         store,
-        prepare(dialect),
-        write_batches,
         loops=writers,
         claim_timeout=settings.ingest_claim_timeout_seconds,
         reply_ttl=max(600.0, 4 * settings.ingest_reply_timeout_seconds),
@@ -209,7 +207,7 @@ def build_container(settings: Settings) -> Container:
     if settings.ingest_backbone == "redis-streams":
         assert settings.redis_url is not None  # checked above
         streams = RedisStreams(settings.redis_url, prefix=settings.redis_key_prefix)
-        stream_consumer = build_stream_consumer(settings, streams, engine, writers)
+        stream_consumer = build_stream_consumer(settings, streams, group_commit, writers)
         sink = stream_sink = StreamSink(
             streams,
             reply_timeout=settings.ingest_reply_timeout_seconds,

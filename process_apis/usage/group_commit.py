@@ -35,7 +35,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from canonical import errors
 from process_apis.usage.batch import CommitOutcome, PendingBatch
 
-__all__ = ["GroupCommit", "ThreadGroupCommit", "WriteBatches"]
+__all__ = ["GroupCommit", "ThreadGroupCommit", "WriteBatches", "is_lock_conflict"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ LOCK_CONFLICT_ATTEMPTS = 5
 _LOCK_CONFLICTS = {"40P01", "40001"}
 
 
-def _is_lock_conflict(exc: BaseException) -> bool:
+def is_lock_conflict(exc: BaseException) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in _LOCK_CONFLICTS
 
 
@@ -90,39 +90,88 @@ class _Waiter:
         return await asyncio.shield(self.future)
 
 
-def _group(first: _Waiter, take: Callable[[], _Waiter | None]) -> list[_Waiter]:
-    """``first`` and what else is queued, up to MAX_GROUP_EVENTS; ``take`` returns the
-    next queued waiter or None (nothing queued, or a stop marker it puts back)."""
-    group, events = [first], first.batch.size
+# What is queued: the waiters of one submission, committed in the same group.
+_Submission = list[_Waiter]
+
+
+def _group(first: _Submission, take: Callable[[], _Submission | None]) -> list[_Waiter]:
+    """``first`` and what else is queued, up to MAX_GROUP_EVENTS (a submission is never
+    split); ``take`` returns the next queued submission or None (nothing queued, or a
+    stop marker it puts back)."""
+    group = list(first)
+    events = sum(waiter.batch.size for waiter in first)
     while events < MAX_GROUP_EVENTS and (more := take()) is not None:
-        group.append(more)
-        events += more.batch.size
+        group.extend(more)
+        events += sum(waiter.batch.size for waiter in more)
     return group
 
 
-class ThreadGroupCommit:
-    """Group commit in a writer thread with a synchronous engine (SQLite)."""
+def _submissions(waiters: list[_Waiter]) -> list[_Submission]:
+    """Consecutive waiters in submissions of at most MAX_GROUP_EVENTS events each (a
+    larger batch alone)."""
+    submissions: list[_Submission] = [[]]
+    events = 0
+    for waiter in waiters:
+        if submissions[-1] and events + waiter.batch.size > MAX_GROUP_EVENTS:
+            submissions.append([])
+            events = 0
+        submissions[-1].append(waiter)
+        events += waiter.batch.size
+    return submissions
 
-    def __init__(self, engine: sa.Engine, prepare: Prepare, write: WriteBatches) -> None:
-        self._engine = engine
+
+class _GroupCommitBase:
+    """Submitting: what both writers share."""
+
+    _closing = False
+
+    def __init__(self, prepare: Prepare) -> None:
         self._prepare = prepare
-        self._write = write
-        self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-        self._closing = False
 
     async def submit(self, batch: PendingBatch) -> CommitOutcome:
         """Store ``batch`` durably; returns once its transaction has committed."""
+        (result,) = await self.submit_many([batch])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def submit_many(self, batches: list[PendingBatch]) -> list[CommitOutcome | BaseException]:
+        """Store ``batches`` together: queued at once, so they share their transactions
+        (one per MAX_GROUP_EVENTS events); each gets its outcome or its error."""
         if self._closing:
             raise _closing()
+        self._ensure_started()
+        waiters = [_Waiter(batch, self._prepare(batch)) for batch in batches]
+        for submission in _submissions(waiters):
+            self._put(submission)
+        return await asyncio.gather(*(w.wait() for w in waiters), return_exceptions=True)
+
+    def _ensure_started(self) -> None:
+        raise NotImplementedError
+
+    def _put(self, submission: _Submission) -> None:
+        raise NotImplementedError
+
+
+class ThreadGroupCommit(_GroupCommitBase):
+    """Group commit in a writer thread with a synchronous engine (SQLite)."""
+
+    def __init__(self, engine: sa.Engine, prepare: Prepare, write: WriteBatches) -> None:
+        super().__init__(prepare)
+        self._engine = engine
+        self._write = write
+        self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def _ensure_started(self) -> None:
         with self._start:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
                 self._thread.start()
-        waiter = _Waiter(batch, self._prepare(batch))
-        self._queue.put(waiter)
-        return await waiter.wait()
+
+    def _put(self, submission: _Submission) -> None:
+        self._queue.put(submission)
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the thread. A later ``submit`` starts it
@@ -135,23 +184,23 @@ class ThreadGroupCommit:
                 await asyncio.to_thread(thread.join, timeout)
                 while True:  # left behind by a thread that did not stop in time
                     try:
-                        waiter = self._queue.get_nowait()
+                        submission = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if waiter is not None:
+                    for waiter in submission or ():
                         waiter.answer(error=_stopped())
             finally:
                 self._thread, self._closing = None, False
         self._engine.dispose()
 
-    def _take(self) -> _Waiter | None:
+    def _take(self) -> _Submission | None:
         try:
-            waiter = self._queue.get_nowait()
+            submission = self._queue.get_nowait()
         except queue.Empty:
             return None
-        if waiter is None:  # stop marker: commit this group first
+        if submission is None:  # stop marker: commit this group first
             self._queue.put(None)
-        return waiter
+        return submission
 
     def _run(self) -> None:
         while (first := self._queue.get()) is not None:
@@ -173,25 +222,21 @@ class ThreadGroupCommit:
             waiter.answer(outcome)
 
 
-class GroupCommit:
+class GroupCommit(_GroupCommitBase):
     """Group commit in writer tasks on the event loop with the async engine."""
 
     def __init__(
         self, engine: AsyncEngine, prepare: Prepare, write: WriteBatches, *, writers: int = 4
     ) -> None:
+        super().__init__(prepare)
         self._engine = engine
-        self._prepare = prepare
         self._write = write
         self._writers = writers
-        self._queue: asyncio.Queue[_Waiter | None] | None = None
+        self._queue: asyncio.Queue[_Submission | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
-        self._closing = False
 
-    async def submit(self, batch: PendingBatch) -> CommitOutcome:
-        """Store ``batch`` durably; returns once its transaction has committed."""
-        if self._closing:
-            raise _closing()
+    def _ensure_started(self) -> None:
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:  # started on first use, per loop
             self._queue, self._loop = asyncio.Queue(), loop
@@ -199,9 +244,10 @@ class GroupCommit:
                 asyncio.create_task(self._run(self._queue), name=f"ingest-writer-{n}")
                 for n in range(self._writers)
             ]
-        waiter = _Waiter(batch, self._prepare(batch))
-        self._queue.put_nowait(waiter)
-        return await waiter.wait()
+
+    def _put(self, submission: _Submission) -> None:
+        assert self._queue is not None
+        self._queue.put_nowait(submission)
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the writers; a later ``submit`` restarts."""
@@ -217,20 +263,19 @@ class GroupCommit:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             while not self._queue.empty():
-                waiter = self._queue.get_nowait()
-                if waiter is not None:
+                for waiter in self._queue.get_nowait() or ():
                     waiter.answer(error=_stopped())
         finally:
             self._queue, self._tasks, self._closing = None, [], False
 
-    async def _run(self, queue_: asyncio.Queue[_Waiter | None]) -> None:
-        def take() -> _Waiter | None:
+    async def _run(self, queue_: asyncio.Queue[_Submission | None]) -> None:
+        def take() -> _Submission | None:
             if queue_.empty():
                 return None
-            waiter = queue_.get_nowait()
-            if waiter is None:
+            submission = queue_.get_nowait()
+            if submission is None:
                 queue_.put_nowait(None)
-            return waiter
+            return submission
 
         while (first := await queue_.get()) is not None:
             group = _group(first, take)
@@ -246,7 +291,7 @@ class GroupCommit:
             # Concurrent transactions inserting the same new keys can deadlock (PostgreSQL
             # then aborts one); such a transaction is simply tried again.
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_is_lock_conflict),
+                retry=retry_if_exception(is_lock_conflict),
                 stop=stop_after_attempt(LOCK_CONFLICT_ATTEMPTS),
                 wait=wait_random_exponential(multiplier=0.02, max=0.5),
                 reraise=True,

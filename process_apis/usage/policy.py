@@ -14,13 +14,6 @@ class EventTimePolicy(msgspec.Struct, frozen=True):
     max_future: timedelta = timedelta(minutes=5)
 
     def window(self, received_at: datetime) -> tuple[datetime, datetime]:
-        """The oldest and newest timestamps accepted at ``received_at`` (inclusive)."""
+        """The oldest and newest timestamps accepted at ``received_at`` (inclusive);
+        older events are rejected ``event_too_old``, newer ``event_in_future``."""
         return received_at - self.max_age, received_at + self.max_future
-
-    def reject_reason(self, timestamp: datetime, received_at: datetime) -> str | None:
-        oldest, newest = self.window(received_at)
-        if timestamp < oldest:
-            return "event_too_old"
-        if timestamp > newest:
-            return "event_in_future"
-        return None

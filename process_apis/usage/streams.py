@@ -10,11 +10,14 @@ a while, so a dead process leaves nothing behind.
 
 ``StreamConsumer`` runs in every gateway process (started with its sink) and in
 ``meterline worker``. Its loops read the stream as members of the consumer group
-``ingest-writers``, several batches per read, and store all batches of a read in one
-database transaction with ``write_batches`` (group commit across processes). Only after
+``ingest-writers``, several batches per read, and store all batches of a read together
+(group commit across processes). Only after
 the commit does it add each batch's ``CommitOutcome`` to the batch's reply stream, then
 acknowledge and delete the entries. So an ingest request is answered after the durable
-commit of its events, as with the in-process group commit.
+commit of its events, as with the in-process group commit. The consumer stores through
+that group commit (this process's ``GroupCommit`` or ``ThreadGroupCommit``): the batches
+of a read are submitted together and share its transactions, lock-conflict retries and
+batch-by-batch fallback.
 
 Exactly-once is the database's: ``write_batches`` inserts with ``ON CONFLICT (source,
 event_id) DO NOTHING``. A batch delivered twice (its consumer died after reading it, and
@@ -25,11 +28,10 @@ the claim timeout).
 
 Failures: a Redis that cannot be reached answers the request 503 ``unavailable`` (with
 Retry-After) rather than silently storing in-process; so does a batch that no writer
-confirms within the reply timeout. A transaction hitting a lock conflict (deadlock,
-serialization failure, busy SQLite) is tried again, up to five times; a failed group
-transaction is retried batch by batch, and the reply of a batch that still fails carries
-an error: ``unavailable`` when the database could not be reached, else an internal error
-(500), as the in-process path answers. See docs/adr/0007-ingest-scale-out-redis-streams.md.
+confirms within the reply timeout. The reply of a batch that could not be stored carries
+an error: ``unavailable`` when the database could not be reached or kept conflicting,
+else an internal error (500), as the in-process path answers.
+See docs/adr/0007-ingest-scale-out-redis-streams.md.
 """
 
 from __future__ import annotations
@@ -38,25 +40,22 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 import redis.asyncio as aioredis
-import sqlalchemy as sa
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from canonical import errors
 from process_apis.usage.batch import CommitOutcome, PendingBatch
-from process_apis.usage.group_commit import WriteBatches
+from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit, is_lock_conflict
 
 __all__ = [
     "GROUP",
@@ -70,14 +69,8 @@ __all__ = [
 log = logging.getLogger("meterline.ingest.streams")
 
 GROUP = "ingest-writers"
-# Prepares a batch for ``write`` (``writer.prepare(dialect)``), outside the transaction.
-Prepare = Callable[[PendingBatch], Any]
 # Entry fields.
 BATCH, REQUEST, REPLY_TO, REPLY = b"batch", b"request", b"reply_to", b"reply"
-# A transaction failing with these SQLSTATEs (deadlock, serialization failure) is tried
-# again; concurrent writers in several processes can deadlock on overlapping events.
-RETRY_SQLSTATES = frozenset({"40P01", "40001"})
-TRANSACTION_ATTEMPTS = 5
 # An entry delivered this many times without being acknowledged is given up (answered
 # with an error and deleted): it keeps killing or stalling its consumers.
 MAX_DELIVERIES = 5
@@ -310,35 +303,25 @@ class _Entry(msgspec.Struct):
 
 
 class StreamConsumer:
-    """Reads the ingest stream in the consumer group and stores what it reads.
-
-    ``engine``: the async engine (PostgreSQL: ``write`` runs through ``run_sync``) or a
-    synchronous SQLite writer engine (``create_sqlite_writer``: ``BEGIN IMMEDIATE``, run
-    in a thread), which the consumer disposes of when it closes. ``prepare`` and
-    ``write`` are the group commit's (``writer.prepare(dialect)``, ``write_batches``)."""
+    """Reads the ingest stream in the consumer group and stores what it reads through
+    ``store``, this process's group commit (which the container closes)."""
 
     def __init__(
         self,
         streams: RedisStreams,
-        engine: AsyncEngine | sa.Engine,
-        prepare: Prepare,
-        write: WriteBatches,
+        store: GroupCommit | ThreadGroupCommit,
         *,
         loops: int = 1,
         count: int = 64,
         claim_timeout: float = 60.0,
-        max_group_events: int = 20_000,
         reply_ttl: float = 600.0,
         name: str | None = None,
     ) -> None:
         self._streams = streams
-        self._engine = engine
-        self._prepare = prepare
-        self._write = write
+        self._sink = store
         self._loops = loops
         self._count = count
         self._claim_ms = max(1, int(claim_timeout * 1000))
-        self._max_group_events = max_group_events
         self._reply_ttl = max(1, int(reply_ttl))
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._tasks: list[asyncio.Task] = []
@@ -366,8 +349,6 @@ class StreamConsumer:
             self._stopping.set()
             await _stop(self._tasks, timeout)
         self._tasks = []
-        if isinstance(self._engine, sa.Engine):  # its own synchronous SQLite engine
-            self._engine.dispose()
 
     async def drain(self) -> int:
         """Stores what is in the stream (new entries and ones due for takeover) until a
@@ -530,49 +511,15 @@ class StreamConsumer:
         if broken:
             error = ReplyError("internal", "internal_error", "the batch could not be decoded")
             await self._finish(broken, [error] * len(broken))
-        for group in _groups([e for e in entries if e.batch is not None], self._max_group_events):
-            results = await self._store([e.batch for e in group])  # type: ignore[misc]
-            await self._finish(group, results)
+        stored = [e for e in entries if e.batch is not None]
+        if stored:
+            await self._finish(stored, await self._store([e.batch for e in stored]))  # type: ignore[misc]
 
     async def _store(self, batches: list[PendingBatch]) -> list[CommitOutcome | ReplyError]:
-        """One transaction for all; if it fails, one per batch, so that a bad batch
-        fails only its own request."""
-        try:
-            return list(await self._transaction(batches))
-        except Exception as exc:
-            if len(batches) == 1:
-                return [_reply_error(exc)]
-            log.warning(
-                "ingest group transaction of %d batches failed (%r); retrying one by one",
-                len(batches),
-                exc,
-            )
-        results: list[CommitOutcome | ReplyError] = []
-        for batch in batches:
-            results.extend(await self._store([batch]))
-        return results
-
-    async def _transaction(self, batches: list[PendingBatch]) -> list[CommitOutcome]:
-        """One transaction storing ``batches``; tried again on a lock conflict (writers
-        of several processes inserting the same new keys can deadlock, and PostgreSQL
-        then aborts one of them)."""
-        prepared = [self._prepare(batch) for batch in batches]
-        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
-            try:
-                if isinstance(self._engine, AsyncEngine):
-                    async with self._engine.begin() as connection:
-                        return await connection.run_sync(self._write, prepared)
-                return await asyncio.to_thread(self._sync_transaction, prepared)
-            except Exception as exc:
-                if attempt == TRANSACTION_ATTEMPTS or not _retryable(exc):
-                    raise
-                await asyncio.sleep(random.uniform(0, min(0.5, 0.02 * 2**attempt)))
-        raise AssertionError("unreachable")
-
-    def _sync_transaction(self, prepared: list[Any]) -> list[CommitOutcome]:
-        assert isinstance(self._engine, sa.Engine)
-        with self._engine.begin() as connection:
-            return self._write(connection, prepared)
+        """Submitted together, so the group commit takes them into one transaction (or
+        one per 20,000 events); a batch that fails gets an error reply."""
+        results = await self._sink.submit_many(batches)
+        return [r if isinstance(r, CommitOutcome) else _reply_error(r) for r in results]
 
 
 def _parse(entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry:
@@ -591,33 +538,6 @@ def _id_key(entry_id: bytes) -> tuple[int, int]:
     return int(millis), int(sequence or 0)
 
 
-def _groups(entries: list[_Entry], max_events: int) -> Iterable[list[_Entry]]:
-    """Consecutive entries, as few groups as possible of at most ``max_events`` events
-    (a larger batch alone)."""
-    group: list[_Entry] = []
-    events = 0
-    for entry in entries:
-        size = entry.batch.size  # type: ignore[union-attr]
-        if group and events + size > max_events:
-            yield group
-            group, events = [], 0
-        group.append(entry)
-        events += size
-    if group:
-        yield group
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    orig: Any = getattr(exc, "orig", None)
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-
-
-def _retryable(exc: BaseException) -> bool:
-    if _sqlstate(exc) in RETRY_SQLSTATES:
-        return True
-    return isinstance(exc, sa_exc.OperationalError) and "database is locked" in str(exc)
-
-
 def _reply_error(exc: BaseException) -> ReplyError:
     """What the waiting request is told about a batch that could not be stored."""
     if isinstance(exc, errors.Unavailable):
@@ -627,7 +547,7 @@ def _reply_error(exc: BaseException) -> ReplyError:
     transient = (
         isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError | TimeoutError)
         or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
-        or _retryable(exc)
+        or is_lock_conflict(exc)
     )
     if transient:
         log.warning("ingest: the database could not store a batch: %r", exc)

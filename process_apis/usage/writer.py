@@ -48,7 +48,7 @@ LOOKUP_CHUNK = 500
 def _sqlite_insert(rows: int) -> str:
     # No RETURNING: it costs about a fifth of the insert. The writer holds the write lock
     # (BEGIN IMMEDIATE), so the rows count tells whether all are new and, when not, the
-    # new ones are those above the highest seq before the statement.
+    # new ones are those above the highest seq before the batch.
     values = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
     return (
         f"INSERT INTO usage_events ({','.join(COLUMNS)}) VALUES {values} "
@@ -188,21 +188,21 @@ def _adjustments(batch: PendingBatch, invoiced: set[tuple[str, date]]) -> list[b
     return flags if any(flags) else None
 
 
-def _insert(connection: sa.Connection, batch: PendingBatch, rows: list[tuple]):
-    """The keys of the events stored now, or None when every one was."""
+def _insert(connection: sa.Connection, batch: PendingBatch, rows: list[tuple], last_seq: int):
+    """The keys of the events stored now (None when every one was), and how many.
+    ``last_seq``: on SQLite, the highest seq before this batch's rows."""
     if connection.dialect.name == "postgresql":
         stored = connection.exec_driver_sql(_POSTGRES_INSERT, rows[0]).all()
-        return None if len(stored) == batch.size else {(row[0], row[1]) for row in stored}
-    last_seq = connection.exec_driver_sql(_SQLITE_LAST_SEQ).scalar_one()
+        keys = None if len(stored) == batch.size else {(row[0], row[1]) for row in stored}
+        return keys, len(stored)
     inserted = sum(
         connection.exec_driver_sql(_sqlite_insert(len(chunk) // 10), chunk).rowcount
         for chunk in rows
     )
     if inserted == batch.size:
-        return None
-    return {
-        (row[0], row[1]) for row in connection.exec_driver_sql(_SQLITE_STORED_AFTER, (last_seq,))
-    }
+        return None, inserted
+    after = connection.exec_driver_sql(_SQLITE_STORED_AFTER, (last_seq,))
+    return {(row[0], row[1]) for row in after}, inserted
 
 
 def _raise_unmatched(connection: sa.Connection, batch: PendingBatch, new: list[int]) -> None:
@@ -248,13 +248,19 @@ def write_batches(connection: sa.Connection, prepared: list[Prepared]) -> list[C
     """Store each batch's events not stored before, in ``connection``'s transaction, in
     order: of two batches carrying one event, the first stores it."""
     invoiced = _invoiced_periods(connection, prepared)
+    # SQLite: the writer holds the write lock, so each batch's rows take the seqs right
+    # after the previous batch's: one lookup of the highest seq serves the whole group.
+    last_seq = 0
+    if connection.dialect.name == "sqlite":
+        last_seq = connection.exec_driver_sql(_SQLITE_LAST_SEQ).scalar_one()
     outcomes = []
     for item in prepared:
         batch, rows = item.batch, item.rows
         adjust = _adjustments(batch, invoiced)
         if adjust is not None:
             rows = _rows(item.dialect, batch, adjust)
-        stored = _insert(connection, batch, rows)
+        stored, inserted = _insert(connection, batch, rows, last_seq)
+        last_seq += inserted
         if stored is None:  # the usual case: every event is new
             new = list(range(batch.size))
         else:
