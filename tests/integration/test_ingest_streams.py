@@ -15,14 +15,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import msgspec
@@ -30,26 +26,25 @@ import pytest
 import sqlalchemy as sa
 
 from canonical import errors
-from canonical.model import LegalEntity, Meter
 from canonical.persistence import create_engine, create_sqlite_writer
 from canonical.time import utcnow
 from gateway.settings import Settings
 from gateway.wiring import build_container
 from process_apis.usage.batch import PendingBatch
 from process_apis.usage.formats import ReceivedEvent
+from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit
 from process_apis.usage.streams import GROUP, RedisStreams, StreamConsumer, StreamSink
 from process_apis.usage.writer import prepare, write_batches
 from tests.conftest import _require
 from tests.support.app import gateway_client
 from tests.support.auth import issue_token
 from tests.support.databases import postgres_admin_url, postgres_available, throwaway_postgres
-from tests.support.seeding import customer
+from tests.support.processes import METERLINE, ROOT, free_port, gateway_processes, stop
+from tests.support.seeding import CALLS_METER, SELLER, customer
 
 pytestmark = pytest.mark.redis
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS = "/process/usage/v1/events"
-STARTUP_SECONDS = 20.0
 CUSTOMERS = [f"cus_s{i}" for i in range(5)]
 
 
@@ -98,12 +93,12 @@ async def _rows(url: str) -> tuple[int, int, list]:
         await engine.dispose()
 
 
-def _store(url: str, engine):
-    """What a consumer writes with, as the wiring chooses it: a synchronous writer
-    engine of its own on SQLite, the async engine on PostgreSQL."""
+def _store(url: str, engine) -> GroupCommit | ThreadGroupCommit:
+    """What a consumer writes through, as the wiring chooses it: a group commit in a
+    writer thread of its own on SQLite, on the async engine on PostgreSQL."""
     if url.startswith("sqlite"):
-        return create_sqlite_writer(url), prepare("sqlite")
-    return engine, prepare("postgresql")
+        return ThreadGroupCommit(create_sqlite_writer(url), prepare("sqlite"), write_batches)
+    return GroupCommit(engine, prepare("postgresql"), write_batches)
 
 
 async def _stream_empty(streams: RedisStreams) -> None:
@@ -114,18 +109,8 @@ async def _stream_empty(streams: RedisStreams) -> None:
 
 
 async def _seed(container) -> None:
-    await container.erp.put_legal_entity(
-        LegalEntity(id="le_de", name="Seller GmbH", country="DE", currency="EUR")
-    )
-    await container.billing.put_meter(
-        Meter(
-            id="mtr_calls",
-            code="calls",
-            name="Calls",
-            event_type="api.request",
-            aggregation="count",
-        )
-    )
+    await container.erp.put_legal_entity(SELLER)
+    await container.billing.put_meter(CALLS_METER)
     for customer_id in CUSTOMERS:
         await container.crm.put_customer(customer(customer_id))
 
@@ -176,60 +161,6 @@ async def postgres_url():
         yield url
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_gateway(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "gateway.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
-async def _wait_live(http: httpx.AsyncClient, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gateway exited with {process.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.TransportError):
-            if (await http.get("/health/live")).status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"gateway not live after {STARTUP_SECONDS} s:\n{log.read_text()}")
-
-
 def _overlapping_batches(events: int, size: int, extra: int, seed: int = 7) -> list[list[dict]]:
     """Every event in at least one batch, and ``extra`` batches of random events on top,
     each batch in random order (so that writers meet the same events in other orders)."""
@@ -251,7 +182,6 @@ async def test_two_gateway_processes_store_each_event_once(postgres_url, redis_u
     finally:
         await container.aclose()
     env = {
-        **os.environ,
         "DATABASE_URL": postgres_url,
         "REDIS_URL": url,
         "METERLINE_REDIS_KEY_PREFIX": prefix,
@@ -262,38 +192,21 @@ async def test_two_gateway_processes_store_each_event_once(postgres_url, redis_u
     n_events = 600
     batches = _overlapping_batches(n_events, size=40, extra=45)
 
-    logs = [tmp_path / "one.log", tmp_path / "two.log"]
-    processes: list[subprocess.Popen] = []
-    try:
-        started = [_start_gateway(env, log) for log in logs]
-        processes = [process for process, _ in started]
-        async with (
-            httpx.AsyncClient(base_url=started[0][1], timeout=30) as one,
-            httpx.AsyncClient(base_url=started[1][1], timeout=30) as two,
-        ):
-            await asyncio.gather(
-                *(
-                    _wait_live(http, process, log)
-                    for http, process, log in zip((one, two), processes, logs, strict=True)
-                )
-            )
-            token = await issue_token(one, credentials.client_id, credentials.client_secret)
-            headers = {"Authorization": f"Bearer {token}"}
-            limit = asyncio.Semaphore(16)
+    async with gateway_processes(env, tmp_path / "one.log", tmp_path / "two.log") as (one, two):
+        token = await issue_token(one, credentials.client_id, credentials.client_secret)
+        headers = {"Authorization": f"Bearer {token}"}
+        limit = asyncio.Semaphore(16)
 
-            async def send(http: httpx.AsyncClient, batch: list[dict]) -> dict:
-                async with limit:
-                    response = await http.post(EVENTS, json=batch, headers=headers)
-                assert response.status_code == 200, response.text
-                return response.json()
+        async def send(http: httpx.AsyncClient, batch: list[dict]) -> dict:
+            async with limit:
+                response = await http.post(EVENTS, json=batch, headers=headers)
+            assert response.status_code == 200, response.text
+            return response.json()
 
-            # The same batch through both gateways at once, all batches overlapping.
-            answers = await asyncio.gather(
-                *(send(http, batch) for batch in batches for http in (one, two))
-            )
-    finally:
-        for process in processes:
-            _stop(process)
+        # The same batch through both gateways at once, all batches overlapping.
+        answers = await asyncio.gather(
+            *(send(http, batch) for batch in batches for http in (one, two))
+        )
 
     accepted: dict[tuple[str, str], int] = {}
     for batch, answer in zip((b for b in batches for _ in range(2)), answers, strict=True):
@@ -338,7 +251,7 @@ async def test_a_dedicated_worker_process_stores_what_gateways_send(
     streams = RedisStreams(url, prefix=prefix, block_seconds=0.2)
     sink = StreamSink(streams, reply_timeout=20)  # a gateway without a writer of its own
     log = tmp_path / "worker.log"
-    command = [str(Path(sys.executable).with_name("meterline")), "worker", "--ingest-only"]
+    command = [str(METERLINE), "worker", "--ingest-only"]
     with log.open("wb") as output:
         worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
     try:
@@ -349,7 +262,7 @@ async def test_a_dedicated_worker_process_stores_what_gateways_send(
         assert await asyncio.to_thread(worker.wait, 10) == 0, log.read_text()
         assert await _is_empty(streams)
     finally:
-        _stop(worker)
+        stop(worker)
         await sink.aclose(timeout=0.1)
         await streams.aclose()
 
@@ -369,12 +282,9 @@ async def test_entries_of_a_dead_consumer_are_taken_over_and_stored_once(databas
     streams = RedisStreams(url, prefix=prefix, block_seconds=0.2)
     engine = create_engine(database_url)
     sink = StreamSink(streams, reply_timeout=20)  # no writer of its own
-    dying = StreamConsumer(
-        streams, *_store(database_url, engine), write_batches, claim_timeout=1.0, name="dying"
-    )
-    rescuer = StreamConsumer(
-        streams, *_store(database_url, engine), write_batches, claim_timeout=1.0, name="rescuer"
-    )
+    stores = [_store(database_url, engine), _store(database_url, engine)]
+    dying = StreamConsumer(streams, stores[0], claim_timeout=1.0, name="dying")
+    rescuer = StreamConsumer(streams, stores[1], claim_timeout=1.0, name="rescuer")
     committed = asyncio.Event()
 
     async def die_before_replying(entries, results):
@@ -424,6 +334,8 @@ async def test_entries_of_a_dead_consumer_are_taken_over_and_stored_once(databas
                 job.cancel()
         await rescuer.aclose()
         await dying.aclose()
+        for store in stores:
+            await store.aclose()
         await sink.aclose(timeout=0.1)
         await streams.aclose()
         await engine.dispose()
@@ -449,13 +361,10 @@ async def test_a_failing_batch_fails_only_its_own_request(sqlite_url, redis_url)
             raise RuntimeError("cannot store this")
         return write_batches(connection, prepared)
 
-    consumer = StreamConsumer(
-        streams,
-        create_sqlite_writer(sqlite_url),
-        prepare("sqlite"),
-        write_unless_poisoned,
-        claim_timeout=5.0,
+    store = ThreadGroupCommit(
+        create_sqlite_writer(sqlite_url), prepare("sqlite"), write_unless_poisoned
     )
+    consumer = StreamConsumer(streams, store, claim_timeout=5.0)
     sink = StreamSink(streams, reply_timeout=10)
     try:
         good = asyncio.create_task(sink.submit(_received(["g1", "g2"])))
@@ -473,6 +382,7 @@ async def test_a_failing_batch_fails_only_its_own_request(sqlite_url, redis_url)
         assert await _is_empty(streams)
     finally:
         await consumer.aclose()
+        await store.aclose()
         await sink.aclose(timeout=0.1)
         await streams.aclose()
 
@@ -482,7 +392,7 @@ async def _length_is(streams: RedisStreams, n: int) -> bool:
 
 
 async def test_redis_down_answers_503_unavailable(sqlite_url):
-    dead = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     async with gateway_client(sqlite_url, redis_url=dead, ingest_backbone="redis-streams") as c:
         response = await c.post(EVENTS, json=[_event(1)])
         assert response.status_code == 503, response.text
