@@ -79,6 +79,35 @@ PLAN = PricePlan(
 )
 
 
+def canonical_event(
+    event_id: str, source: str, event_type: str, customer_id: str, at: str, **properties
+) -> dict:
+    """A usage event in the canonical JSON format, ``properties`` only when given."""
+    event = {
+        "id": event_id,
+        "source": source,
+        "event_type": event_type,
+        "customer_id": customer_id,
+        "timestamp": at,
+    }
+    if properties:
+        event["properties"] = properties
+    return event
+
+
+def cloud_event(event_id: str, source: str, type_: str, subject: str, at: str, **data) -> dict:
+    """A usage event as a CloudEvent (JSON format), its properties the ``data``."""
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": type_,
+        "subject": subject,
+        "time": at,
+        "data": data,
+    }
+
+
 async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
     period = Period.containing(utcnow())
     async with gateway_client(database_url) as client:
@@ -90,48 +119,17 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
 
         canonical = (
             [
-                {
-                    "id": f"call-{i}",
-                    "source": "api-gw",
-                    "event_type": "api.request",
-                    "customer_id": "cus_de",
-                    "timestamp": t[i],
-                }
+                canonical_event(f"call-{i}", "api-gw", "api.request", "cus_de", t[i])
                 for i in range(7)
             ]
             + [
-                {
-                    "id": f"tok-{i}",
-                    "source": "llm",
-                    "event_type": "llm.tokens",
-                    "customer_id": "cus_de",
-                    "timestamp": t[7 + i],
-                    "properties": {"tokens": n},
-                }
+                canonical_event(f"tok-{i}", "llm", "llm.tokens", "cus_de", t[7 + i], tokens=n)
                 for i, n in enumerate([800, 900, 1500])
             ]
             + [
-                {
-                    "id": "call-0",
-                    "source": "api-gw",
-                    "event_type": "api.request",  # resend
-                    "customer_id": "cus_de",
-                    "timestamp": t[0],
-                },
-                {
-                    "id": "fr-1",
-                    "source": "api-gw",
-                    "event_type": "api.request",
-                    "customer_id": "cus_fr",
-                    "timestamp": t[11],
-                },
-                {
-                    "id": "ghost-1",
-                    "source": "api-gw",
-                    "event_type": "api.request",
-                    "customer_id": "cus_unknown",
-                    "timestamp": t[12],
-                },
+                canonical_event("call-0", "api-gw", "api.request", "cus_de", t[0]),  # resend
+                canonical_event("fr-1", "api-gw", "api.request", "cus_fr", t[11]),
+                canonical_event("ghost-1", "api-gw", "api.request", "cus_unknown", t[12]),
             ]
         )
         response = await client.post("/process/usage/v1/events", json=canonical)
@@ -151,15 +149,7 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
         assert (again["accepted"], again["duplicates"]) == (0, 13)
 
         # CloudEvents: structured mode (one event) and batch mode.
-        one = {
-            "specversion": "1.0",
-            "id": "st-1",
-            "source": "storage",
-            "type": "storage.snapshot",
-            "subject": "cus_de",
-            "time": t[13],
-            "data": {"gb": 120.5},
-        }
+        one = cloud_event("st-1", "storage", "storage.snapshot", "cus_de", t[13], gb=120.5)
         response = await client.post(
             "/process/usage/v1/events",
             content=json.dumps(one),
@@ -168,31 +158,13 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
         assert response.status_code == 200, response.text
         assert response.json()["accepted"] == 1
         batch = (
-            [
-                {
-                    "specversion": "1.0",
-                    "id": "st-2",
-                    "source": "storage",
-                    "type": "storage.snapshot",
-                    "subject": "cus_de",
-                    "time": t[14],
-                    "data": {"gb": 80},
-                },
-            ]
+            [cloud_event("st-2", "storage", "storage.snapshot", "cus_de", t[14], gb=80)]
             + [
-                {
-                    "specversion": "1.0",
-                    "id": f"u-{i}",
-                    "source": "auth",
-                    "type": "user.active",
-                    "subject": "cus_de",
-                    "time": t[15 + i],
-                    "data": {"user_id": u},
-                }
+                cloud_event(f"u-{i}", "auth", "user.active", "cus_de", t[15 + i], user_id=u)
                 for i, u in enumerate(["u1", "u2", "u3", "u1", "u4", "u5", "u6"])
             ]
-            + [one]
-        )  # a resend of the structured event, inside a batch
+            + [one]  # a resend of the structured event, inside a batch
+        )
         response = await client.post(
             "/process/usage/v1/events",
             content=json.dumps(batch),

@@ -6,37 +6,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 from canonical import errors
-from canonical.model import FlatCharge, PerUnitCharge, PricePlan, Subscription
+from canonical.model import Subscription
 from canonical.time import Period, utcnow
 from process_apis.billing.runs import BillingRunService
 from process_apis.posting.service import PostingService
 from tests.support.app import gateway_client
-from tests.support.seeding import customer, moments, seed
-
-PLAN = PricePlan(
-    id="plan_usage",
-    code="usage",
-    name="Usage plan",
-    currency="EUR",
-    charges=[
-        FlatCharge(
-            code="platform", description="Platform fee", item_code="platform", amount=Decimal(49)
-        ),
-        PerUnitCharge(
-            code="calls",
-            description="API calls",
-            item_code="calls",
-            meter_code="calls",
-            unit_price=Decimal("0.002"),
-        ),
-    ],
-)
+from tests.support.seeding import USAGE_PLAN, customer, moments, seed
 
 
 async def test_usage_for_an_unknown_customer_is_billed_once_the_customer_exists(sqlite_url):
     period = Period.containing(utcnow())
     async with gateway_client(sqlite_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         t = moments(period, 3)
         events = [
             {
@@ -56,7 +37,10 @@ async def test_usage_for_an_unknown_customer_is_billed_once_the_customer_exists(
         await crm.put_customer(customer("cus_new", name="New GmbH"))
         await crm.put_subscription(
             Subscription(
-                id="sub_new", customer_id="cus_new", plan_id=PLAN.id, start_date=period.first_day
+                id="sub_new",
+                customer_id="cus_new",
+                plan_id=USAGE_PLAN.id,
+                start_date=period.first_day,
             )
         )
         run = await client.post(
@@ -98,7 +82,7 @@ class LosesTheAnswer:
 async def test_an_ambiguous_commit_is_resolved_by_lookup_and_never_posted_twice(sqlite_url):
     period = Period.containing(utcnow())
     async with gateway_client(sqlite_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         c = client.container
         flaky = LosesTheAnswer(c.erp)
         posting = PostingService(c.sessions, flaky, c.crm)

@@ -373,8 +373,11 @@ async def test_billing_routes_round_trip(client):
     ]
 
 
-def plan_body(charge: dict, currency: str = "EUR") -> dict:
-    """A plan document with one charge, as the plans route takes it."""
+def one_charge_plan(model: str, currency: str = "EUR", **fields) -> dict:
+    """A plan document with one charge of ``model``, as the plans route takes it:
+    ``fields`` are what the case is about; the charge's code, description and item code
+    are placeholders."""
+    charge = {"model": model, "code": "c", "description": "C", "item_code": "I"} | fields
     return {"name": "Pro", "currency": currency, "charges": [charge]}
 
 
@@ -383,47 +386,22 @@ async def test_billing_routes_answer_problems(client):
     missing = await client.get(f"{base}/plans/nope")
     assert_problem(missing, 404, "not_found")
 
-    negative = await client.put(
-        f"{base}/plans/pro",
-        json=plan_body(
-            {
-                "model": "flat",
-                "code": "base",
-                "description": "Fee",
-                "item_code": "BASE",
-                "amount": "-1",
-            }
-        ),
-    )
+    negative = await client.put(f"{base}/plans/pro", json=one_charge_plan("flat", amount="-1"))
     assert_problem(negative, 400, "validation_failed")
 
     unknown_meter = await client.put(
         f"{base}/plans/pro",
-        json=plan_body(
-            {
-                "model": "per_unit",
-                "code": "c",
-                "description": "C",
-                "item_code": "I",
-                "meter_code": "ghost",
-                "unit_price": "1",
-            }
-        ),
+        json=one_charge_plan("per_unit", meter_code="ghost", unit_price="1"),
     )
     assert unknown_meter.status_code == 404
     assert "ghost" in unknown_meter.json()["detail"]
 
     backwards_tiers = await client.put(
         f"{base}/plans/pro",
-        json=plan_body(
-            {
-                "model": "volume",
-                "code": "c",
-                "description": "C",
-                "item_code": "I",
-                "meter_code": "api_calls",
-                "tiers": [{"unit_price": "1"}, {"unit_price": "1", "up_to": "5"}],
-            }
+        json=one_charge_plan(
+            "volume",
+            meter_code="api_calls",
+            tiers=[{"unit_price": "1"}, {"unit_price": "1", "up_to": "5"}],
         ),
     )
     assert backwards_tiers.status_code == 422
@@ -438,11 +416,7 @@ async def test_billing_routes_answer_problems(client):
     assert sum_without_field.json()["code"] == "validation_failed"
 
     unknown_currency = await client.put(
-        f"{base}/plans/pro",
-        json=plan_body(
-            {"model": "flat", "code": "b", "description": "B", "item_code": "I", "amount": "1"},
-            currency="XYZ",
-        ),
+        f"{base}/plans/pro", json=one_charge_plan("flat", currency="XYZ", amount="1")
     )
     assert unknown_currency.json()["code"] == "validation_failed"
 

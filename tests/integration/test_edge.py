@@ -132,6 +132,11 @@ async def test_correlation_id_is_stored_on_events_and_their_exceptions(client):
     assert await stored_events(client) == ["ingest-7"]
 
 
-async def test_readiness_checks_the_database(client):
+async def test_readiness_checks_the_database(client, tmp_path):
     response = await client.get("/health/ready")
     assert response.status_code == 200 and response.json()["status"] == "ok"
+    # A database that cannot be opened (its directory does not exist): not ready.
+    unreachable = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'meterline.db'}"
+    async with gateway_client(unreachable, authenticated=False) as broken:
+        assert (await broken.get("/health/live")).status_code == 200
+        assert_problem(await broken.get("/health/ready"), 503, "not_ready")

@@ -143,7 +143,6 @@ def test_tls_or_loopback_issuers_start(issuer):
         {}, database_url="sqlite+aiosqlite:///:memory:", oauth_issuer=issuer
     )
     app = create_app(settings)
-    assert app is not None
     # It starts, serves as that issuer, and closes its container on shutdown.
     with TestClient(app) as client:
         metadata = client.get("/.well-known/oauth-authorization-server")

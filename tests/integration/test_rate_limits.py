@@ -329,10 +329,13 @@ async def test_check_raises_with_headers_and_returns_them_otherwise():
     limits = build_rate_limits(Settings.from_env({}, rate_limit_token_client="1/minute"))
     try:
         headers = await limits.check("token_client", "client:a")
-        assert headers == {
-            "RateLimit-Policy": '"token_client";q=1;w=60',
-            "RateLimit": headers["RateLimit"],
-        }
+        assert set(headers) == {"RateLimit-Policy", "RateLimit"}
+        assert headers["RateLimit-Policy"] == '"token_client";q=1;w=60'
+        # The one request of the budget is spent: none remains, for up to a minute.
+        remaining = RATELIMIT.match(headers["RateLimit"])
+        assert remaining, headers["RateLimit"]
+        assert remaining["policy"] == "token_client" and remaining["r"] == "0"
+        assert 1 <= int(remaining["t"]) <= 60
         with pytest.raises(RateLimited) as refused:
             await limits.check("token_client", "client:a")
         assert refused.value.headers["Retry-After"].isdigit()

@@ -10,41 +10,21 @@ import asyncio
 import json
 import random
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 import sqlalchemy as sa
 from cloudevents.conversion import to_json, to_structured
 from cloudevents.http import CloudEvent
 
-from canonical.model import FlatCharge, Meter, PerUnitCharge, PricePlan
+from canonical.model import Meter
 from canonical.time import Period, utcnow
 from process_apis.tables import usage_events
 from tests.support.app import gateway_client
 from tests.support.problems import assert_problem
-from tests.support.seeding import customer, seed
+from tests.support.seeding import USAGE_PLAN, customer, seed
 
 EVENTS = "/process/usage/v1/events"
 STRUCTURED = {"content-type": "application/cloudevents+json"}
 BATCH = {"content-type": "application/cloudevents-batch+json"}
-
-PLAN = PricePlan(
-    id="plan_ingest",
-    code="ingest",
-    name="Ingest plan",
-    currency="EUR",
-    charges=[
-        FlatCharge(
-            code="platform", description="Platform fee", item_code="platform", amount=Decimal(49)
-        ),
-        PerUnitCharge(
-            code="calls",
-            description="API calls",
-            item_code="calls",
-            meter_code="calls",
-            unit_price=Decimal("0.002"),
-        ),
-    ],
-)
 
 
 def event(event_id: str, *, at: datetime | None = None, **fields) -> dict:
@@ -101,7 +81,7 @@ def counts(body: dict) -> tuple[int, int, int, int, int]:
 async def test_cloudevents_sdk_structured_and_batch_mode_are_stored(database_url):
     now = utcnow()
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
 
         # Structured mode, exactly as the SDK sends it (its own content-type header),
         # with extension attributes.
@@ -177,7 +157,7 @@ async def test_cloudevents_sdk_structured_and_batch_mode_are_stored(database_url
 
 async def test_cloudevents_missing_a_required_attribute_is_a_400_storing_nothing(database_url):
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         valid = json.loads(
             to_json(
                 CloudEvent(
@@ -231,7 +211,7 @@ async def test_a_mixed_batch_reports_each_event_and_counts(database_url):
     now = utcnow()
     hour_ago = now - timedelta(hours=1)
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         first = await client.post(EVENTS, json=[event("e-earlier", at=hour_ago)])
         assert first.json()["results"] == [accepted(0, "e-earlier")]
 
@@ -297,7 +277,7 @@ async def test_a_mixed_batch_reports_each_event_and_counts(database_url):
 async def test_the_default_event_time_window_is_35_days_back_and_5_minutes_ahead(database_url):
     now = utcnow()
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         batch = [
             event("old-in", at=now - timedelta(days=35) + timedelta(minutes=2)),
             event("old-out", at=now - timedelta(days=35) - timedelta(minutes=2)),
@@ -319,7 +299,7 @@ async def test_the_event_time_window_follows_the_settings(database_url):
     async with gateway_client(
         database_url, event_max_age_days=2, event_max_future_seconds=3600
     ) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         batch = [
             event("day-old", at=now - timedelta(days=1)),
             event("ten-days-old", at=now - timedelta(days=10)),  # fine by the default
@@ -341,7 +321,7 @@ async def test_the_event_time_window_follows_the_settings(database_url):
 
 async def test_refused_requests_store_nothing_and_keep_what_was_stored(database_url):
     async with gateway_client(database_url, max_batch_events=5, max_body_bytes=4_000) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         ok = await client.post(EVENTS, json=[event("kept-1"), event("kept-2")])
         assert ok.json()["accepted"] == 2
 
@@ -438,7 +418,7 @@ async def test_refused_requests_store_nothing_and_keep_what_was_stored(database_
 
 async def test_nul_in_identifying_text_rejects_only_that_event(database_url):
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         batch = [
             event("good-1"),
             event("bad\u0000id"),
@@ -497,7 +477,7 @@ async def exceptions_of(client, kind: str) -> list[dict]:
 
 async def test_unknown_customer_and_event_type_are_stored_raised_and_rematched(database_url):
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         batch = [
             event("g-1", customer_id="cus_ghost"),
             event("g-2", customer_id="cus_ghost"),
@@ -585,7 +565,7 @@ async def test_unknown_customer_and_event_type_are_stored_raised_and_rematched(d
 
 async def test_idempotency_key_replays_the_first_answer(database_url):
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         batch = [event("i-1"), event("i-2"), event("i-1")]
         key = {"Idempotency-Key": "ingest-key-1"}
         first = await client.post(EVENTS, json=batch, headers=key)
@@ -624,7 +604,7 @@ async def test_late_usage_for_an_invoiced_period_is_flagged_for_adjustment(datab
     late_moment = current.start - timedelta(hours=1)  # the last hour of last month
     previous = Period.containing(late_moment)
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         before = await client.post(EVENTS, json=[event("p-1", at=late_moment - timedelta(hours=1))])
         assert before.json()["results"] == [accepted(0, "p-1")]
 
@@ -689,7 +669,7 @@ async def send(client, batch: list[dict], *, delay: float):
 async def test_concurrent_overlapping_batches_store_each_event_exactly_once(database_url):
     rng = random.Random(20240607)
     async with gateway_client(database_url) as client:
-        await seed(client.container, PLAN)
+        await seed(client.container, USAGE_PLAN)
         for round_ in range(ROUNDS):
             now = utcnow()
             universe = [

@@ -1,13 +1,29 @@
-"""Master data several test modules build on: a customer with the usual defaults, and a
-small billing world (a German seller, its ERP items, four meters, two subscribed
-customers) around a price plan the test itself states."""
+"""Master data several test modules build on: a customer with the usual defaults, the
+German seller and the meters, and a small billing world (the seller, its ERP items, four
+meters, two subscribed customers) around a price plan: the one the test itself states
+where its prices matter, ``USAGE_PLAN`` where they do not."""
 
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
-from canonical.model import Customer, ErpItem, LegalEntity, Meter, PricePlan, Subscription
+from canonical.model import (
+    Customer,
+    ErpItem,
+    FlatCharge,
+    LegalEntity,
+    Meter,
+    PerUnitCharge,
+    PricePlan,
+    Subscription,
+)
 from canonical.time import Period, utcnow
+
+# The German legal entity every ``customer`` belongs to by default.
+SELLER = LegalEntity(
+    id="le_de", name="Seller GmbH", country="DE", currency="EUR", vat_id="DE136695976"
+)
 
 
 def customer(cid: str, **overrides) -> Customer:
@@ -31,10 +47,13 @@ ITEMS = {
     "minimum": "4200",
 }
 
+# Counts ``api.request`` events.
+CALLS_METER = Meter(
+    id="mtr_calls", code="calls", name="Calls", event_type="api.request", aggregation="count"
+)
+
 METERS = [
-    Meter(
-        id="mtr_calls", code="calls", name="Calls", event_type="api.request", aggregation="count"
-    ),
+    CALLS_METER,
     Meter(
         id="mtr_tokens",
         code="tokens",
@@ -62,16 +81,34 @@ METERS = [
 ]
 
 
+# A platform fee of 49 EUR and 0.002 EUR per call, for tests that need usage billed but
+# check no amounts.
+USAGE_PLAN = PricePlan(
+    id="plan_usage",
+    code="usage",
+    name="Usage plan",
+    currency="EUR",
+    charges=[
+        FlatCharge(
+            code="platform", description="Platform fee", item_code="platform", amount=Decimal(49)
+        ),
+        PerUnitCharge(
+            code="calls",
+            description="API calls",
+            item_code="calls",
+            meter_code="calls",
+            unit_price=Decimal("0.002"),
+        ),
+    ],
+)
+
+
 async def seed(container, plan: PricePlan) -> None:
-    """The billing world on ``plan``: seller ``le_de`` (VAT DE136695976), the ``ITEMS``
-    and ``METERS``, and customers ``cus_de`` (Kunde GmbH, Germany) and ``cus_fr`` (Client
-    SAS, France, valid VAT number: reverse charge), each subscribed to ``plan`` since
-    2020-01-01 as ``sub_<customer>``."""
-    await container.erp.put_legal_entity(
-        LegalEntity(
-            id="le_de", name="Seller GmbH", country="DE", currency="EUR", vat_id="DE136695976"
-        )
-    )
+    """The billing world on ``plan``: ``SELLER`` (``le_de``, VAT DE136695976), the
+    ``ITEMS`` and ``METERS``, and customers ``cus_de`` (Kunde GmbH, Germany) and ``cus_fr``
+    (Client SAS, France, valid VAT number: reverse charge), each subscribed to ``plan``
+    since 2020-01-01 as ``sub_<customer>``."""
+    await container.erp.put_legal_entity(SELLER)
     for code, account in ITEMS.items():
         await container.erp.put_item(ErpItem(code=code, name=code, revenue_account=account))
     for meter in METERS:

@@ -56,8 +56,17 @@ class Recorder:
         self.rolled_back: list[list[str]] = []
         self.threads: set[str] = set()
 
-    def finish(self, connection, failed: bool) -> None:
-        (self.rolled_back if failed else self.committed).append(names(connection.batches))
+    @contextlib.contextmanager
+    def transaction(self, connection):
+        """What ``begin()`` of both engines does: commits on a clean exit, rolls back on
+        an error; records the batches either way, and the thread it ran in."""
+        self.threads.add(threading.current_thread().name)
+        try:
+            yield connection
+        except BaseException:
+            self.rolled_back.append(names(connection.batches))
+            raise
+        self.committed.append(names(connection.batches))
 
 
 class AsyncConnection:
@@ -87,14 +96,8 @@ class AsyncEngine(Recorder):
 
     @contextlib.asynccontextmanager
     async def begin(self):
-        connection = AsyncConnection(self)
-        self.threads.add(threading.current_thread().name)
-        try:
+        with self.transaction(AsyncConnection(self)) as connection:
             yield connection
-        except BaseException:
-            self.finish(connection, failed=True)
-            raise
-        self.finish(connection, failed=False)
 
 
 class SyncConnection:
@@ -116,16 +119,8 @@ class SyncEngine(Recorder):
         self.gate.set()
         self.disposed = 0
 
-    @contextlib.contextmanager
     def begin(self):
-        connection = SyncConnection(self)
-        self.threads.add(threading.current_thread().name)
-        try:
-            yield connection
-        except BaseException:
-            self.finish(connection, failed=True)
-            raise
-        self.finish(connection, failed=False)
+        return self.transaction(SyncConnection(self))
 
     def dispose(self) -> None:
         self.disposed += 1
