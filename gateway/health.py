@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.auth.middleware import PUBLIC
 from gateway.problems import problem_response
+from process_apis.usage.streams import RedisStreams
 
 __all__ = ["router"]
 
@@ -25,16 +26,24 @@ async def live() -> Health:
     return Health(status="ok")
 
 
-@get("/ready", summary="Readiness: the database answers")
-async def ready(request: Request, sessions: async_sessionmaker) -> Response[Health]:
+@get("/ready", summary="Readiness: the database (and the ingest stream's Redis) answers")
+async def ready(
+    request: Request, sessions: async_sessionmaker, streams: RedisStreams | None
+) -> Response[Health]:
+    checks = {"database": "ok"}
+    dependency = "database"
     try:
         async with sessions() as session:
             await session.execute(sa.text("select 1"))
+        if streams is not None:  # ingest cannot store anything without it
+            dependency = "ingest stream (Redis)"
+            await streams.commands.ping()
+            checks["ingest_stream"] = "ok"
     except Exception as exc:  # readiness reports any failure as 503, it never raises
         return problem_response(
-            request, 503, "not_ready", "Not ready", f"database: {type(exc).__name__}"
+            request, 503, "not_ready", "Not ready", f"{dependency}: {type(exc).__name__}"
         )
-    return Response(Health(status="ok", checks={"database": "ok"}))
+    return Response(Health(status="ok", checks=checks))
 
 
 router = Router(path="/health", route_handlers=[live, ready], tags=["gateway-health"], opt=PUBLIC)

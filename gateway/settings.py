@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # seconds (the writer died) is taken over by another writer. Not below the reply
     # timeout, so a taken-over batch never answers a request that still waits.
     ingest_claim_timeout_seconds: float = 60.0
+    # redis-streams: batches the ingest stream may hold waiting for a writer; beyond,
+    # ingest answers 503 ``unavailable`` (the stream is never trimmed: that would drop
+    # accepted events).
+    ingest_stream_max_batches: int = 2_000
     # Idempotency keys are kept at least this long (the design asks for 24 h or more).
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"

@@ -98,6 +98,7 @@ class Container(msgspec.Struct, kw_only=True):
             "settings",
             "keyring",
             "token_issuer",
+            "streams",
         )
         provided = {name: _constant(getattr(self, name)) for name in names}
         provided["max_batch_events"] = _constant(self.settings.max_batch_events)
@@ -212,6 +213,7 @@ def build_container(settings: Settings) -> Container:
             streams,
             reply_timeout=settings.ingest_reply_timeout_seconds,
             consumer=stream_consumer,
+            max_backlog=settings.ingest_stream_max_batches,
         )
     policy = EventTimePolicy(
         max_age=timedelta(days=settings.event_max_age_days),

@@ -28,9 +28,12 @@ the claim timeout).
 
 Failures: a Redis that cannot be reached answers the request 503 ``unavailable`` (with
 Retry-After) rather than silently storing in-process; so does a batch that no writer
-confirms within the reply timeout. The reply of a batch that could not be stored carries
-an error: ``unavailable`` when the database could not be reached or kept conflicting,
-else an internal error (500), as the in-process path answers.
+confirms within the reply timeout, and a batch arriving while the stream already holds
+``max_backlog`` batches (no writer keeps up, or none runs): the stream is never trimmed,
+since trimming would drop accepted events, so it is bounded by refusing new ones. The
+reply of a batch that could not be stored carries an error: ``unavailable`` when the
+database could not be reached or kept conflicting, else an internal error (500), as the
+in-process path answers.
 See docs/adr/0007-ingest-scale-out-redis-streams.md.
 """
 
@@ -142,6 +145,14 @@ class RedisStreams:
 # --- the gateway side ------------------------------------------------------------------
 
 
+# Appends a batch unless the stream already holds ARGV[1] entries (one round trip, and no
+# race between the length check and the append). Returns the entry id, or false.
+_BOUNDED_XADD = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+return redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+"""
+
+
 class StreamSink:
     """``EventSink`` handing batches to the ingest stream; answers after the commit."""
 
@@ -152,8 +163,11 @@ class StreamSink:
         reply_timeout: float = 30.0,
         consumer: StreamConsumer | None = None,
         retry_after: float = 1.0,
+        max_backlog: int = 2_000,
     ) -> None:
         self._streams = streams
+        self._max_backlog = max_backlog
+        self._xadd = streams.commands.register_script(_BOUNDED_XADD)
         self.process_id = uuid.uuid4().hex
         self.reply_stream = streams.reply_stream(self.process_id)
         self._reply_timeout = reply_timeout
@@ -181,15 +195,29 @@ class StreamSink:
         self._waiting[request_id] = future  # before XADD: the reply may come first
         try:
             try:
-                await self._streams.commands.xadd(
-                    self._streams.ingest,
-                    {BATCH: _encode(batch), REQUEST: request_id, REPLY_TO: self.reply_stream},
+                added = await self._xadd(
+                    keys=[self._streams.ingest],
+                    args=[
+                        self._max_backlog,
+                        BATCH,
+                        _encode(batch),
+                        REQUEST,
+                        request_id,
+                        REPLY_TO,
+                        self.reply_stream,
+                    ],
                 )
             except RedisError as exc:  # logged with the 503 by the gateway
                 raise errors.Unavailable(
                     "the ingest stream (Redis) is unreachable; nothing was stored",
                     retry_after=self._retry_after,
                 ) from exc
+            if not added:
+                raise errors.Unavailable(
+                    f"the ingest backlog is full ({self._max_backlog} batches wait for a "
+                    "writer); nothing was stored, resend later",
+                    retry_after=self._retry_after,
+                )
             try:
                 async with asyncio.timeout(self._reply_timeout):
                     # A cancelled request leaves its batch in the stream, to be stored

@@ -401,6 +401,52 @@ async def test_redis_down_answers_503_unavailable(sqlite_url):
     assert await _rows(sqlite_url) == (0, 0, [])
 
 
+async def test_a_full_backlog_answers_503_and_keeps_what_it_holds(sqlite_url, redis_url):
+    url, prefix = redis_url
+    streams = RedisStreams(url, prefix=prefix, block_seconds=0.2)
+    store = ThreadGroupCommit(create_sqlite_writer(sqlite_url), prepare("sqlite"), write_batches)
+    consumer = StreamConsumer(streams, store, claim_timeout=5.0)
+    # No writer runs while two batches arrive: the stream holds them, a third is refused.
+    sink = StreamSink(streams, reply_timeout=10, max_backlog=2)
+    try:
+        first = asyncio.create_task(sink.submit(_received(["b1", "b2"])))
+        second = asyncio.create_task(sink.submit(_received(["b3"])))
+        await _until(lambda: _length_is(streams, 2))
+        with pytest.raises(errors.Unavailable, match="backlog is full"):
+            await sink.submit(_received(["b4"]))
+        assert await _length_is(streams, 2)
+        # A writer catches up: the two held batches are stored and answered.
+        assert await consumer.drain() == 2
+        assert (await first).inserted == [0, 1]
+        assert (await second).inserted == [0]
+        assert await _rows(sqlite_url) == (3, 3, [])
+        # Room again: the refused batch goes through when resent.
+        third = asyncio.create_task(sink.submit(_received(["b4"])))
+        await _until(lambda: _length_is(streams, 1))
+        assert await consumer.drain() == 1
+        assert (await third).inserted == [0]
+    finally:
+        await consumer.aclose()
+        await store.aclose()
+        await sink.aclose(timeout=0.1)
+        await streams.aclose()
+
+
+async def test_readiness_checks_the_ingest_streams_redis(sqlite_url, redis_url):
+    url, prefix = redis_url
+    settings = {"ingest_backbone": "redis-streams", "authenticated": False}
+    async with gateway_client(sqlite_url, redis_url=url, redis_key_prefix=prefix, **settings) as c:
+        response = await c.get("/health/ready")
+        assert response.status_code == 200, response.text
+        assert response.json()["checks"] == {"database": "ok", "ingest_stream": "ok"}
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with gateway_client(sqlite_url, redis_url=dead, **settings) as c:
+        response = await c.get("/health/ready")
+        assert response.status_code == 503, response.text
+        body = response.json()
+        assert body["code"] == "not_ready" and "ingest stream" in body["detail"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
