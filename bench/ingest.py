@@ -9,16 +9,20 @@ msgspec and insert the events into the same database with the same exact dedupe
 Both are measured in this one run, on fresh databases, and printed as a ratio.
 
 Clients send concurrently (16 by default, as a fleet of product services would), so the
-gateway's group commit has something to group.
+gateway's group commit has something to group. Both sides first store one warm-up batch
+outside the timed window (connections, statement caches, the CRM and meter caches), and
+each figure is the median of ``--repeat`` measurements, each on fresh databases with new
+event ids: on a small, shared machine one measurement can be off by a fifth.
 
-    python bench/ingest.py [--batches 200] [--batch-size 1000] [--clients 16] [--postgres]
-                           [--ids uuid7|uuid4]
+    python bench/ingest.py [--batches 200] [--batch-size 1000] [--clients 16] [--repeat 3]
+                           [--postgres] [--ids uuid7|uuid4]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -121,7 +125,12 @@ def _batch(body: bytes) -> PendingBatch:
     return PendingBatch(now, None, events)
 
 
-async def floor(url: str, batches: list[bytes]) -> float:
+def _warm_up_batch(size: int) -> bytes:
+    """A batch of events no measured batch carries, stored before the clock starts."""
+    return make_batches(1, size)[0]
+
+
+async def floor(url: str, batches: list[bytes], warm_up: bytes) -> float:
     """Decode + insert with the same dedupe: each batch decoded by msgspec and written by
     the statement ingest uses, one transaction per batch, on the connection ingest uses
     (SQLite: the synchronous writer connection; PostgreSQL: the async engine); no HTTP, no
@@ -129,6 +138,8 @@ async def floor(url: str, batches: list[bytes]) -> float:
     if url.startswith("sqlite"):
         writer = create_sqlite_writer(url)
         try:
+            with writer.begin() as connection:
+                write_batches(connection, [Prepared("sqlite", _batch(warm_up))])
             started = time.perf_counter()
             for body in batches:
                 with writer.begin() as connection:
@@ -138,6 +149,8 @@ async def floor(url: str, batches: list[bytes]) -> float:
             writer.dispose()
     engine = create_engine(url)
     try:
+        async with engine.begin() as connection:
+            await connection.run_sync(write_batches, [Prepared("postgresql", _batch(warm_up))])
         started = time.perf_counter()
         for body in batches:
             async with engine.begin() as connection:
@@ -148,12 +161,14 @@ async def floor(url: str, batches: list[bytes]) -> float:
 
 
 async def through_gateway(
-    url: str, batches: list[bytes], clients: int, credentials: tuple[str, str]
+    url: str, batches: list[bytes], warm_up: bytes, clients: int, credentials: tuple[str, str]
 ) -> float:
     async with gateway_process(url) as (http, _):
         token = await access_token(http, credentials)
         queue = list(batches)
         headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+        warm = await http.post("/process/usage/v1/events", content=warm_up, headers=headers)
+        warm.raise_for_status()
 
         async def worker():
             while queue:
@@ -168,18 +183,28 @@ async def through_gateway(
         return time.perf_counter() - started
 
 
-async def measure(label: str, postgres: bool, args, duplicate_share: float) -> None:
+async def measure_once(postgres: bool, args, duplicate_share: float) -> tuple[float, float]:
+    """Gateway and floor events/s, each on a fresh database, for one set of batches."""
     batches = make_batches(args.batches, args.batch_size, duplicate_share, args.ids)
+    warm_up = _warm_up_batch(args.batch_size)
     events = args.batches * args.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         async with fresh_database(Path(tmp), postgres=postgres) as url:
-            floor_s = await floor(url, batches)
+            floor_s = await floor(url, batches, warm_up)
         async with fresh_database(Path(tmp), postgres=postgres) as url:
             credentials = await seed_customers(url)
-            gateway_s = await through_gateway(url, batches, args.clients, credentials)
-    floor_rate, gateway_rate = events / floor_s, events / gateway_s
+            gateway_s = await through_gateway(url, batches, warm_up, args.clients, credentials)
+    return events / gateway_s, events / floor_s
+
+
+async def measure(label: str, postgres: bool, args, duplicate_share: float) -> None:
+    runs = [await measure_once(postgres, args, duplicate_share) for _ in range(args.repeat)]
+    gateway_rate = statistics.median(g for g, _ in runs)
+    floor_rate = statistics.median(f for _, f in runs)
+    spread = ", ".join(f"{g / 1000:.0f}k" for g, _ in runs)
     print(
-        f"{label:<28} {gateway_rate:>12,.0f} {floor_rate:>12,.0f} {gateway_rate / floor_rate:>7.2f}"
+        f"{label:<28} {gateway_rate:>12,.0f} {floor_rate:>12,.0f} "
+        f"{gateway_rate / floor_rate:>7.2f}   {spread}"
     )
 
 
@@ -188,13 +213,20 @@ async def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per figure (median)")
     parser.add_argument("--postgres", action="store_true", help="also measure PostgreSQL")
     parser.add_argument(
         "--ids", choices=["uuid7", "uuid4"], default="uuid7", help="event ids (uuid4: random)"
     )
     args = parser.parse_args()
-    print(f"{args.batches} batches x {args.batch_size} events, {args.clients} concurrent clients")
-    print(f"{'backend / traffic':<28} {'gateway ev/s':>12} {'floor ev/s':>12} {'ratio':>7}")
+    print(
+        f"{args.batches} batches x {args.batch_size} events, {args.clients} concurrent clients, "
+        f"median of {args.repeat}"
+    )
+    print(
+        f"{'backend / traffic':<28} {'gateway ev/s':>12} {'floor ev/s':>12} {'ratio':>7}"
+        "   gateway, each measurement"
+    )
     await measure("sqlite, unique", False, args, 0.0)
     await measure("sqlite, 30% resends", False, args, 0.3)
     if args.postgres:
