@@ -21,6 +21,8 @@ __all__ = [
     "ErpInvoice",
     "ErpInvoiceLine",
     "ErpItem",
+    "ErpPayment",
+    "ErpPaymentIn",
     "ExceptionRecord",
     "FlatCharge",
     "GraduatedCharge",
@@ -48,7 +50,10 @@ __all__ = [
 
 Aggregation = Literal["sum", "count", "max", "unique_count", "latest"]
 TaxStatus = Literal["taxable", "exempt"]
-InvoiceStatus = Literal["draft", "finalized", "posted", "paid", "void"]
+# draft -> finalized -> posted -> partially_paid -> paid; void from draft, finalized or
+# posted (a posted document is reversed by a credit memo). See process_apis/invoices.
+InvoiceStatus = Literal["draft", "finalized", "posted", "partially_paid", "paid", "void"]
+DocumentKind = Literal["invoice", "credit_memo", "debit_memo"]
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Country = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
@@ -258,6 +263,12 @@ class Invoice(Base):
     correlation_id: str | None
     erp_document_id: str | None
     created_at: datetime
+    kind: DocumentKind = "invoice"
+    # A memo: the document it corrects (a void's reversal, a late-usage adjustment).
+    corrects_invoice_id: str | None = None
+    # Received so far, as the ERP reports payments (invoices and debit memos).
+    amount_paid: Decimal = Decimal(0)
+    void_reason: str | None = None
 
 
 # --- ERP -----------------------------------------------------------------------------
@@ -333,6 +344,50 @@ class ErpDocument(Base):
     journal: JournalEntry
     correlation_id: str | None
     created_at: datetime
+    # Payments received against it so far (``ErpPayment``); a credit memo is never paid.
+    amount_paid: Decimal = Decimal(0)
+
+
+class ErpPaymentIn(Base):
+    """A customer payment received against one AR document (an invoice or a debit memo)
+    of the ERP, as recorded there; ``external_ref`` (e.g. the bank transaction id) makes
+    recording it idempotent."""
+
+    external_ref: str
+    document_id: str
+    amount: Decimal  # positive, in whole minor units of ``currency``
+    currency: CurrencyCode  # the document's currency
+    received_on: date  # books the payment: its accounting period must be open
+    method: str | None = None  # e.g. bank_transfer, card, direct_debit
+    reference: str | None = None  # e.g. the remittance text of the bank statement line
+    correlation_id: str | None = None
+
+
+class ErpPayment(Base):
+    """A recorded payment with its GL entry (debit bank, credit AR), in the order the ERP
+    recorded payments: ``id`` is the cursor of ``list_payments``.
+
+    ``document_external_ref`` is the Meterline invoice id the document was posted with,
+    and ``document_total`` / ``document_amount_paid`` what the document came to and had
+    received right after this payment (equal: paid in full), so a consumer can settle its
+    invoice from the payment alone."""
+
+    id: str
+    external_ref: str
+    document_id: str
+    document_external_ref: str
+    customer_id: str
+    legal_entity_id: str
+    amount: Decimal
+    currency: str
+    received_on: date
+    method: str | None
+    reference: str | None
+    document_total: Decimal
+    document_amount_paid: Decimal
+    journal: JournalEntry
+    correlation_id: str | None
+    created_at: datetime
 
 
 class PostingStatus(Base):
@@ -354,6 +409,11 @@ class ExceptionRecord(Base):
     context: dict[str, Any]
     correlation_id: str | None
     created_at: datetime
+    resolved_at: datetime | None = None
+    # The OAuth client that resolved it by hand, and its note; null when the system
+    # closed it (the mapping appeared, a retry went through).
+    resolved_by: str | None = None
+    resolution: str | None = None
 
 
 class Page(msgspec.Struct, kw_only=True):

@@ -166,7 +166,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         )
         if cors_origins
         else None,
-        on_startup=[_settle_heap],
+        on_startup=[_settle_heap, container.start_background_work],
         on_shutdown=[close_container],
         openapi_config=OpenAPIConfig(
             title="Meterline",

@@ -16,6 +16,7 @@ __all__ = ["main"]
 def _with_container(work):
     """Run ``work(container)`` on a container built from the environment, then close it."""
     from gateway.wiring import build_container
+    from process_apis.audit import acting_as
 
     async def go():
         try:
@@ -23,7 +24,8 @@ def _with_container(work):
         except ValueError as exc:  # settings that cannot work, e.g. the ingest backbone
             raise click.ClickException(str(exc)) from exc
         try:
-            return await work(container)
+            with acting_as("cli"):  # audited as done from the command line
+                return await work(container)
         finally:
             await container.aclose()
 
@@ -82,20 +84,26 @@ def seed(credentials_file: str) -> None:
 @click.option("--period", required=True, help="Calendar month, YYYY-MM.")
 @click.option("--customer", "customers", multiple=True, help="Only these customers.")
 def bill(period: str, customers: tuple[str, ...]) -> None:
-    """Run billing for a period and post the invoices to the ERP."""
+    """Run billing for a period here, then post its invoices to the ERP (what the ERP
+    does not take now stays in the outbox for `meterline worker`)."""
     import msgspec
 
     from canonical.time import Period
 
-    run = _with_container(
-        lambda container: container.billing_runs.run(Period.parse(period), list(customers) or None)
-    )
+    async def bill_and_post(container):
+        run = await container.billing_runs.run(Period.parse(period), list(customers) or None)
+        await container.outbox.drain()
+        return await container.billing_runs.get(run.id)
+
+    run = _with_container(bill_and_post)
     click.echo(msgspec.json.format(msgspec.json.encode(run)).decode())
 
 
 @main.command()
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between drains.")
-@click.option("--once", is_flag=True, help="Drain once (outbox and ingest stream) and exit.")
+@click.option(
+    "--once", is_flag=True, help="Execute queued runs, drain the outbox (and ingest stream), exit."
+)
 @click.option(
     "--ingest/--no-ingest",
     default=None,
@@ -108,8 +116,10 @@ def bill(period: str, customers: tuple[str, ...]) -> None:
     help="Only store ingested batches from the Redis stream (a dedicated writer): no outbox.",
 )
 def worker(interval: float, once: bool, ingest: bool | None, ingest_only: bool) -> None:
-    """Drain the ERP posting outbox: post pending invoices, again and again. With the
-    redis-streams ingest backbone, also store the batches gateways put on the stream."""
+    """Execute queued billing runs (and resume abandoned ones) and drain the ERP posting
+    outbox, again and again. With the redis-streams ingest backbone, also store the
+    batches gateways put on the stream. Run gateways with METERLINE_WORKER_IN_PROCESS=false
+    to leave this work to workers."""
     settings = Settings.from_env()
     streams = settings.ingest_backbone == "redis-streams"
     if ingest_only:
@@ -138,21 +148,58 @@ def worker(interval: float, once: bool, ingest: bool | None, ingest_only: bool) 
             else:
                 consumer.start()  # stopped by container.aclose()
                 click.echo(f"ingest: writer {consumer.name} consuming the ingest stream")
-        while not ingest_only:
-            result = await container.posting.post_pending()
-            if result.posted or result.failed or result.pending:
+        if ingest_only:
+            await stop.wait()
+            return
+        runner, outbox = container.billing_runner, container.outbox
+        while True:
+            ran = await runner.run_pending()
+            result = await outbox.drain()
+            if ran or result.posted or result.failed or result.pending:
                 click.echo(
-                    f"outbox: posted={result.posted} failed={result.failed} "
-                    f"pending={result.pending}"
+                    f"billing runs executed={ran} · outbox: posted={result.posted} "
+                    f"failed={result.failed} pending={result.pending}"
                 )
             if once or stop.is_set():
                 return
+            pause = interval
+            if outbox.breaker_open():
+                click.echo("ERP circuit open: posting paused")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-        if not once:
-            await stop.wait()
+                await asyncio.wait_for(stop.wait(), pause)
 
     _with_container(run)
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log of state changes."""
+
+
+@audit.command("verify")
+@click.option("--page-size", default=1000, show_default=True, help="Entries read per query.")
+def audit_verify(page_size: int) -> None:
+    """Recompute the audit log's hash chain: OK with the entry count, or the first broken
+    entry (exit status 1)."""
+    from tqdm import tqdm
+
+    # On stderr, and only on a terminal.
+    with tqdm(unit=" entries", desc="verifying", leave=False, disable=None) as bar:
+
+        def progress(checked: int) -> None:
+            bar.update(checked - bar.n)
+
+        result = _with_container(
+            lambda container: container.audit.verify(page_size=page_size, progress=progress)
+        )
+    if result.ok:
+        click.echo(f"OK: {result.entries} entries, head {result.head_seq} {result.head_hash}")
+        return
+    problem = result.problem
+    raise click.ClickException(
+        f"audit log broken at entry {problem.seq} ({problem.kind}): {problem.detail} "
+        f"({result.entries} entries verified before it)"
+    )
 
 
 def _print_credentials(credentials, as_json: bool) -> None:

@@ -429,6 +429,9 @@ def _fix_operation(api: str, path: str, method: str, operation: dict[str, Any]) 
     for status, response in list(responses.items()):
         if status.isdigit() and int(status) < 400:
             headers = dict(response.get("headers") or {})
+            for header in headers.values():  # declared by a route: Litestar gives no schema
+                if "$ref" not in header:
+                    header.setdefault("schema", {"type": "string"})
             headers[CORRELATION_HEADER] = dict(_CORRELATION_REF)
             if idempotent:
                 headers["Idempotent-Replayed"] = {

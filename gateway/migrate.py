@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+import process_apis.audit.table  # noqa: F401  (the audit tables join the process MetaData)
 from gateway.auth.tables import metadata as auth_metadata
 from process_apis.tables import metadata as process_metadata
 from system_apis.billing.reference.tables import metadata as billing_metadata

@@ -47,6 +47,27 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     idempotency_ttl_hours: int = 48
     log_level: str = "INFO"
 
+    # --- Billing runs and ERP posting -------------------------------------------------
+    # Run queued billing runs and drain the ERP outbox in this process (the embedded
+    # default). Off when dedicated ``meterline worker`` processes do it.
+    worker_in_process: bool = True
+    # Seconds between two looks for work when nothing woke the runner or the worker.
+    worker_interval_seconds: float = 5.0
+    # A billing run's runner renews its lease; a run whose lease ran out is resumed.
+    billing_run_lease_seconds: float = 60.0
+    # The ERP's API quota: the outbox worker never calls faster.
+    erp_quota_per_second: float = 10.0
+    # Calls per document in one go (backoff with jitter between them), then the next
+    # attempt is scheduled in the outbox.
+    erp_post_attempts: int = 4
+    # Consecutive ERP failures that open the circuit breaker, and seconds it stays open.
+    erp_breaker_threshold: int = 5
+    erp_breaker_reset_seconds: float = 30.0
+    # Fault injection into the reference ERP, for chaos tests and demos (never set it in
+    # production), e.g. "latency_ms=5,error_rate=0.1,quota_per_second=20,
+    # ambiguous_rate=0.05,seed=1,maintenance=2026-11-21T10:00:00Z/2026-11-21T10:05:00Z".
+    erp_faults: str = ""
+
     # --- OAuth 2.0 -------------------------------------------------------------------
     # Issuer identifier of the built-in authorization server (``iss`` of its tokens and
     # base of its metadata); the gateway's public URL in production.

@@ -20,12 +20,17 @@ from gateway.auth.server import TokenIssuer
 from gateway.auth.tokens import KeySource, LocalKeys, RemoteJwks, TokenVerifier
 from gateway.rate_limit import RateLimits, build_rate_limits
 from gateway.settings import Settings
+from process_apis.audit import AuditLog
+from process_apis.billing.runner import BillingRunner
 from process_apis.billing.runs import BillingRunService
 from process_apis.customers import CustomerDirectory
 from process_apis.exceptions.service import ExceptionService
+from process_apis.exceptions.workbench import ExceptionWorkbench
 from process_apis.idempotency import DatabaseIdempotencyStore, IdempotencyStore
 from process_apis.invoices.store import InvoiceStore
+from process_apis.posting.outbox import OutboxWorker, PostingPolicy
 from process_apis.posting.service import PostingService
+from process_apis.reconciliation import ReconciliationService
 from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit
 from process_apis.usage.policy import EventTimePolicy
 from process_apis.usage.service import EventSink, UsageService
@@ -37,6 +42,7 @@ from system_apis.crm.port import CrmPort
 from system_apis.crm.reference import ReferenceCrm
 from system_apis.erp.port import ErpPort
 from system_apis.erp.reference import ReferenceErp
+from system_apis.erp.reference.faults import ErpFaults, FaultyErp
 from system_apis.tax.port import TaxPort
 from system_apis.tax.reference import ReferenceTax
 
@@ -65,7 +71,12 @@ class Container(msgspec.Struct, kw_only=True):
     exceptions: ExceptionService
     invoices: InvoiceStore
     posting: PostingService
+    outbox: OutboxWorker
     billing_runs: BillingRunService
+    reconciliation: ReconciliationService
+    billing_runner: BillingRunner
+    workbench: ExceptionWorkbench
+    audit: AuditLog
     portal: PortalService
     clients: ClientRegistry
     keyring: KeyRing
@@ -94,6 +105,8 @@ class Container(msgspec.Struct, kw_only=True):
             "invoices",
             "posting",
             "billing_runs",
+            "reconciliation",
+            "workbench",
             "portal",
             "settings",
             "keyring",
@@ -102,10 +115,21 @@ class Container(msgspec.Struct, kw_only=True):
         )
         provided = {name: _constant(getattr(self, name)) for name in names}
         provided["max_batch_events"] = _constant(self.settings.max_batch_events)
+        # Routes wake the background work only where this process does it.
+        in_process = self.settings.worker_in_process
+        provided["billing_runner"] = _constant(self.billing_runner if in_process else None)
         provided["caller"] = Provide(_caller, sync_to_thread=False)
         return provided
 
+    def start_background_work(self) -> None:
+        """Resume queued or abandoned runs and due postings (at startup, in-process)."""
+        if self.settings.worker_in_process:
+            self.billing_runner.kick()
+            self.outbox.kick()
+
     async def aclose(self) -> None:
+        await self.billing_runner.aclose()
+        await self.outbox.aclose()
         # The sink first (its requests in flight are answered by the consumer), then
         # the consumer (it finishes the batches it holds), then their Redis clients.
         if self.stream_sink is not None:
@@ -197,10 +221,23 @@ def build_container(settings: Settings) -> Container:
     crm = ReferenceCrm(sessions)
     billing = ReferenceBilling(sessions)
     tax = ReferenceTax(sessions)
-    erp = ReferenceErp(sessions)
+    erp: ErpPort = ReferenceErp(sessions)
+    faults = ErpFaults.parse(settings.erp_faults)  # a bad value stops startup
+    if faults.active:
+        erp = FaultyErp(erp, faults)
     invoices = InvoiceStore(sessions)
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
+    outbox = OutboxWorker(
+        posting,
+        PostingPolicy(
+            quota_per_second=settings.erp_quota_per_second,
+            attempts=settings.erp_post_attempts,
+            breaker_threshold=settings.erp_breaker_threshold,
+            breaker_reset_seconds=settings.erp_breaker_reset_seconds,
+        ),
+        interval=settings.worker_interval_seconds,
+    )
     writers = _ingest_writers(settings, engine)
     group_commit = build_group_commit(settings, engine, writers)
     sink: EventSink = group_commit
@@ -220,6 +257,18 @@ def build_container(settings: Settings) -> Container:
         max_future=timedelta(seconds=settings.event_max_future_seconds),
     )
     usage = UsageService(sink, crm, billing, exceptions, policy)
+    billing_runs = BillingRunService(
+        sessions,
+        crm,
+        billing,
+        tax,
+        erp,
+        usage,
+        lease=timedelta(seconds=settings.billing_run_lease_seconds),
+    )
+    billing_runner = BillingRunner(
+        billing_runs, interval=settings.worker_interval_seconds, after_run=outbox.kick
+    )
     clients = ClientRegistry(sessions)
     token_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     keyring = KeyRing(sessions, token_ttl=token_ttl)
@@ -256,7 +305,19 @@ def build_container(settings: Settings) -> Container:
         exceptions=exceptions,
         invoices=invoices,
         posting=posting,
-        billing_runs=BillingRunService(sessions, crm, billing, tax, erp, posting, usage),
+        outbox=outbox,
+        billing_runs=billing_runs,
+        reconciliation=ReconciliationService(sessions, erp, billing, crm),
+        billing_runner=billing_runner,
+        audit=AuditLog(sessions),
+        workbench=ExceptionWorkbench(
+            exceptions,
+            posting,
+            billing_runs,
+            usage,
+            wake_outbox=outbox.kick if settings.worker_in_process else lambda: None,
+            wake_runner=billing_runner.kick if settings.worker_in_process else lambda: None,
+        ),
         portal=PortalService(invoices, CustomerDirectory(crm)),
         clients=clients,
         keyring=keyring,

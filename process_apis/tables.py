@@ -11,6 +11,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 
 from canonical.persistence import DecimalText, JSONDoc, UTCDateTime, new_metadata
@@ -58,12 +59,17 @@ billing_runs = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("period", String(7), nullable=False, index=True),
-    Column("status", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # queued | running | completed | failed
     Column("customer_ids", JSONDoc),
     Column("counts", JSONDoc, nullable=False),
     Column("correlation_id", String(128), index=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),
+    # The runner executing the run holds a lease it renews; a crashed runner's lease runs
+    # out and another runner resumes the run.
+    Column("lease_owner", String(128)),
+    Column("lease_until", UTCDateTime),
+    Column("error", String(1000)),
 )
 
 invoice_numbers = Table(
@@ -96,15 +102,24 @@ invoices = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("finalized_at", UTCDateTime),
     Column("posted_at", UTCDateTime),
-    # One invoice per subscription, period, legal entity and currency: re-runs add nothing.
-    UniqueConstraint(
+    Column("corrects_invoice_id", String(64), ForeignKey("invoices.id")),
+    Column("amount_paid", DecimalText),  # null: nothing received
+    Column("paid_at", UTCDateTime),
+    Column("voided_at", UTCDateTime),
+    Column("void_reason", String(500)),
+    # One invoice per subscription, period, legal entity and currency: re-runs add
+    # nothing. Memos are not limited: a period may be corrected more than once.
+    Index(
+        "uq_invoices_subscription_period",
         "subscription_id",
         "period_start",
         "legal_entity_id",
         "currency",
-        "kind",
-        name="uq_invoices_subscription_period",
+        unique=True,
+        sqlite_where=text("kind = 'invoice'"),
+        postgresql_where=text("kind = 'invoice'"),
     ),
+    Index("ix_invoices_corrects_invoice_id", "corrects_invoice_id"),
 )
 
 invoice_lines = Table(
@@ -140,6 +155,13 @@ postings = Table(
     Column("last_error", String(1000)),
     Column("correlation_id", String(128)),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Not tried again before this time (backoff after transient failures); null: now.
+    Column("next_attempt_at", UTCDateTime),
+    # The outbox worker posting the document holds a lease, so that two workers never
+    # send it at once; a crashed worker's lease runs out.
+    Column("lease_owner", String(128)),
+    Column("lease_until", UTCDateTime),
+    Index("ix_erp_postings_due", "status", "next_attempt_at"),
 )
 
 exceptions = Table(
@@ -156,5 +178,9 @@ exceptions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("resolved_at", UTCDateTime),
+    # Who closed it by hand (an OAuth client) and why; null when closed by the system
+    # (the mapping appeared, the retried posting went through).
+    Column("resolved_by", String(128)),
+    Column("resolution", String(1000)),
     UniqueConstraint("kind", "subject", name="uq_exceptions_kind_subject"),
 )

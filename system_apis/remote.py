@@ -154,7 +154,9 @@ def _as_error(system: str, response: httpx.Response) -> errors.MeterlineError:
         retry_after = _retry_after(response.headers.get("retry-after"))
         return errors.SystemThrottled(detail, retry_after=retry_after, system=system)
     if status in (502, 503, 504):
-        return errors.SystemUnavailable(detail, system=system)
+        header = response.headers.get("retry-after")
+        retry_after = _retry_after(header) if header else None
+        return errors.SystemUnavailable(detail, retry_after=retry_after, system=system)
     if 400 <= status < 500:
         return errors.InvalidRequest(detail, code=code)
     return errors.UpstreamError(detail, system=system)

@@ -13,6 +13,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from canonical.access import SECURITY_SCHEME, Caller
 from gateway.auth.tokens import TokenVerifier
 from gateway.errors import InsufficientScope, Unauthenticated
+from process_apis.audit import acting_as
 
 __all__ = [
     "PUBLIC",
@@ -78,5 +79,10 @@ class AuthenticationMiddleware:
                 self._requirements[key] = requirement_of(handler)
             needed = self._requirements[key]
             if needed is not None:
-                scope["auth"] = await authenticate(scope, scope["app"].state.token_verifier, needed)
+                caller = await authenticate(scope, scope["app"].state.token_verifier, needed)
+                scope["auth"] = caller
+                # Whatever the request changes is audited as done by this client.
+                with acting_as(caller.client_id):
+                    await self.app(scope, receive, send)
+                return
         await self.app(scope, receive, send)

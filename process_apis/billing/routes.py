@@ -6,11 +6,13 @@ from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, Router, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
 
 from canonical.access import requires
 from canonical.model import Base, Invoice, Page
 from canonical.time import Period
+from process_apis.billing.runner import BillingRunner
 from process_apis.billing.runs import BillingRun, BillingRunService
 from process_apis.invoices.store import InvoiceStore
 from process_apis.routing import Idempotency, RequiredIdempotencyKey, respond_idempotently
@@ -33,6 +35,10 @@ class RunRequest(Base):
     customer_ids: Annotated[list[CustomerId], msgspec.Meta(max_length=1000)] | None = None
 
 
+class _RunId(msgspec.Struct):
+    id: str
+
+
 class RunList(Page):
     data: list[BillingRun]
 
@@ -45,22 +51,40 @@ class InvoiceList(Page):
     "/runs",
     security=RUN,
     opt={"rate_limit": "billing_run"},
-    status_code=201,
-    summary="Run billing for a calendar month",
+    status_code=202,
+    summary="Start a billing run for a calendar month (asynchronous: follow it by its id)",
+    response_headers=[
+        ResponseHeader(
+            name="Location",
+            description="The run, to follow its progress",
+            required=True,
+            documentation_only=True,
+        )
+    ],
 )
 async def create_run(
     request: Request,
     data: RunRequest,
     billing_runs: BillingRunService,
+    billing_runner: BillingRunner | None,
     idempotency: Idempotency,
     idempotency_key: RequiredIdempotencyKey = None,
 ) -> Response[BillingRun]:
     period = Period.parse(data.period)
 
     async def produce():
-        return 201, await billing_runs.run(period, data.customer_ids)
+        run = await billing_runs.start(period, data.customer_ids)
+        if billing_runner is not None:  # else a worker process picks it up
+            billing_runner.kick()
+        return 202, run
 
-    return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
+    response = await respond_idempotently(
+        request, idempotency, idempotency_key, produce, required=True
+    )
+    if response.status_code == 202:  # also on a replay: where to follow the run
+        run_id = msgspec.json.decode(response.content, type=_RunId).id
+        response.headers["Location"] = f"{request.url.path.rstrip('/')}/{run_id}"
+    return response
 
 
 @get("/runs", security=READ, summary="List billing runs")

@@ -1,119 +1,94 @@
-"""Billing runs: for a calendar month, rate every active subscription through the
-billing port, tax each line through the tax port, write finalized invoices with their
-outbox rows, then post them to the ERP.
+"""Billing runs: for a calendar month (and optionally some customers), bill every active
+subscription not billed yet, one by one (process_apis/billing/invoicing.py).
 
-A run is idempotent per period: an invoice that already exists for a subscription,
-period, legal entity and currency is skipped, so re-running a period adds nothing."""
+A run is asynchronous and resumable. ``start`` records it ``queued``; a runner (the
+``BillingRunner`` of a gateway or worker process, or the CLI inline) ``execute``s it
+while holding a lease it renews. If the process dies, the lease runs out and another
+runner resumes the run from the beginning: subscriptions it already billed are found
+by their invoices (which carry the run id) and skipped, and the unique index on
+invoices turns any write racing it into a no-op, so nothing is billed twice. Re-running
+a period (a new run) bills only what no run has billed.
+
+Posting is not part of the run: each invoice is written with its outbox row, and the
+outbox worker posts it; the run's posted/pending/failed counts are read from the outbox.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from datetime import UTC, date, datetime, time
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical import correlation, errors
 from canonical.ids import new_id
-from canonical.model import (
-    Base,
-    Customer,
-    Invoice,
-    InvoiceLine,
-    LegalEntity,
-    Meter,
-    PricePlan,
-    RatedCharge,
-    Subscription,
-)
-from canonical.money import total
+from canonical.model import Base, Subscription
 from canonical.time import Period, utcnow
-from process_apis.billing.aggregation import MeterQuantity, aggregate
-from process_apis.billing.segments import segments
-from process_apis.exceptions.service import raise_exception
-from process_apis.invoices.store import next_invoice_number, write_invoice
+from process_apis.billing.invoicing import RunMasterData, SubscriptionBiller
+from process_apis.exceptions.service import ExceptionService, raise_exception
 from process_apis.paging import fetch_page
-from process_apis.posting.service import PostingService, posting_date
-from process_apis.tables import billing_runs, invoices
+from process_apis.tables import billing_runs, invoices, postings
 from process_apis.usage.service import UsageService
-from system_apis.billing.port import BillingPort, RatingRequest
+from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
-from system_apis.tax.port import TaxableLine, TaxPort, TaxRequest
+from system_apis.tax.port import TaxPort
 
-__all__ = ["BillingRun", "BillingRunService", "RunCounts"]
+__all__ = ["BillingRun", "BillingRunService", "RunCounts", "RunStatus"]
 
 log = logging.getLogger("meterline.billing")
 
 # Subscription ids per IN (...) lookup: well below every backend's bound-parameter limit.
 _ID_CHUNK = 1000
+# Progress is saved (and the lease renewed) after this many subscriptions or seconds.
+_PROGRESS_EVERY = 200
+_PROGRESS_SECONDS = 2.0
+
+RunStatus = Literal["queued", "running", "completed", "failed"]
+# Errors that hold one subscription (raised as an exception for finance) rather than
+# stopping the run.
+_HOLDS = (
+    errors.UpstreamError,
+    errors.BusinessRuleViolation,
+    errors.NotFound,
+    errors.InvalidRequest,
+)
 
 
 class RunCounts(Base):
-    subscriptions: int = 0
-    invoiced: int = 0
-    skipped: int = 0
-    posted: int = 0
-    failed: int = 0
+    subscriptions: int = 0  # in the run's scope
+    rated: int = 0  # gone through rating so far (billed, skipped or held)
+    invoiced: int = 0  # documents this run wrote
+    skipped: int = 0  # already billed by an earlier run, or nothing to bill
+    held: int = 0  # billing raised an exception for finance (see /process/exceptions)
+    posted: int = 0  # of this run's documents, posted to the ERP
+    pending: int = 0  # ... waiting in the outbox
+    failed: int = 0  # ... whose posting failed for good (an exception says why)
 
 
 class BillingRun(Base):
     id: str
     period: str
-    status: Literal["running", "completed"]
+    status: RunStatus
     customer_ids: list[str] | None
     counts: RunCounts
     correlation_id: str | None
     created_at: datetime
     completed_at: datetime | None
+    error: str | None = None
 
 
-def _run(row) -> BillingRun:
-    return BillingRun(
-        id=row.id,
-        period=row.period,
-        status=row.status,
-        customer_ids=row.customer_ids,
-        counts=msgspec.convert(row.counts, RunCounts),
-        correlation_id=row.correlation_id,
-        created_at=row.created_at,
-        completed_at=row.completed_at,
-    )
+class _Progress(msgspec.Struct):
+    """What a run stores as it goes; the outbox counts are read at each ``get``."""
 
-
-async def _cached(cache: dict, key: str, load):
-    if key not in cache:
-        cache[key] = await load(key)
-    return cache[key]
-
-
-class _RunMasterData:
-    """Plans, meters, legal entities and customers read once per run, not once per
-    subscription (the posting at the end of the run reuses the customers)."""
-
-    def __init__(
-        self, crm: CrmPort, billing: BillingPort, erp: ErpPort, meters: list[Meter]
-    ) -> None:
-        self._crm = crm
-        self._billing = billing
-        self._erp = erp
-        self.meters = {m.code: m for m in meters}
-        self._plans: dict[str, PricePlan] = {}
-        self._entities: dict[str, LegalEntity] = {}
-        self.customers: dict[str, Customer] = {}
-
-    async def plan(self, plan_id: str) -> PricePlan:
-        return await _cached(self._plans, plan_id, self._billing.get_plan)
-
-    async def legal_entity(self, entity_id: str) -> LegalEntity:
-        return await _cached(self._entities, entity_id, self._erp.get_legal_entity)
-
-    async def customer(self, customer_id: str) -> Customer:
-        return await _cached(self.customers, customer_id, self._crm.get_customer)
+    subscriptions: int = 0
+    rated: int = 0
+    invoiced: int = 0
+    skipped: int = 0
+    held: int = 0
 
 
 class BillingRunService:
@@ -124,84 +99,204 @@ class BillingRunService:
         billing: BillingPort,
         tax: TaxPort,
         erp: ErpPort,
-        posting: PostingService,
         usage: UsageService,
+        *,
+        lease: timedelta = timedelta(seconds=60),
     ) -> None:
         self._sessions = sessions
         self._crm = crm
         self._billing = billing
-        self._tax = tax
         self._erp = erp
-        self._posting = posting
         self._usage = usage
+        self._biller = SubscriptionBiller(sessions, billing, tax)
+        self._exceptions = ExceptionService(sessions)
+        self.lease = lease
+
+    # -- reading -------------------------------------------------------------------------
 
     async def get(self, run_id: str) -> BillingRun:
         async with self._sessions() as session:
             row = (
                 await session.execute(sa.select(billing_runs).where(billing_runs.c.id == run_id))
             ).first()
-        if row is None:
-            raise errors.NotFound(f"billing run {run_id} not found")
-        return _run(row)
+            if row is None:
+                raise errors.NotFound(f"billing run {run_id} not found")
+            outbox = await _outbox_counts(session, [run_id])
+        return _run(row, outbox.get(run_id, {}))
 
     async def list(self, *, limit: int = 50, starting_after: str | None = None):
         async with self._sessions() as session:
             rows, has_more = await fetch_page(
                 session, billing_runs, [], limit=limit, starting_after=starting_after
             )
-        return [_run(r) for r in rows], has_more
+            outbox = await _outbox_counts(session, [r.id for r in rows])
+        return [_run(r, outbox.get(r.id, {})) for r in rows], has_more
 
-    async def run(self, period: Period, customer_ids: list[str] | None = None) -> BillingRun:
+    # -- starting and executing ------------------------------------------------------------
+
+    async def start(self, period: Period, customer_ids: list[str] | None = None) -> BillingRun:
+        """Record a queued run; a runner executes it."""
         run_id = new_id("run")
-        counts = RunCounts()
-        now = utcnow()
         async with self._sessions.begin() as session:
             await session.execute(
                 billing_runs.insert().values(
                     id=run_id,
                     period=str(period),
-                    status="running",
+                    status="queued",
                     customer_ids=customer_ids,
-                    counts=counts,
+                    counts=_Progress(),
                     correlation_id=correlation.current(),
-                    created_at=now,
+                    created_at=utcnow(),
                 )
             )
+        return await self.get(run_id)
+
+    async def run(self, period: Period, customer_ids: list[str] | None = None) -> BillingRun:
+        """Start a run and execute it here, to the end (the CLI; tests)."""
+        run = await self.start(period, customer_ids)
+        await self.execute(run.id, owner=f"inline-{run.id}")
+        return await self.get(run.id)
+
+    async def claimable(self, limit: int = 10) -> list[str]:
+        """Runs waiting for a runner: queued, or running under a lease that ran out."""
+        now = utcnow()
+        async with self._sessions() as session:
+            found = await session.execute(
+                sa.select(billing_runs.c.id)
+                .where(
+                    sa.or_(
+                        billing_runs.c.status == "queued",
+                        sa.and_(
+                            billing_runs.c.status == "running",
+                            sa.or_(
+                                billing_runs.c.lease_until.is_(None),
+                                billing_runs.c.lease_until < now,
+                            ),
+                        ),
+                    )
+                )
+                .order_by(billing_runs.c.created_at, billing_runs.c.id)
+                .limit(limit)
+            )
+            return list(found.scalars())
+
+    async def execute(self, run_id: str, *, owner: str) -> bool:
+        """Execute (or resume) a run if ``owner`` can take its lease; returns whether it
+        did. Any error the run cannot hold on one subscription fails the run, with the
+        error recorded; what it billed stays billed."""
+        row = await self._claim(run_id, owner)
+        if row is None:
+            return False
+        token = correlation.use(row.correlation_id or correlation.ensure())
+        try:
+            await self._execute(row, owner)
+        except errors.MeterlineError as exc:
+            await self._finish(run_id, owner, "failed", f"{exc.code}: {exc.detail}")
+        except Exception as exc:  # recorded on the run, and logged with its traceback
+            log.exception("billing run %s failed", run_id)
+            await self._finish(run_id, owner, "failed", f"internal_error: {type(exc).__name__}")
+        finally:
+            correlation.reset(token)
+        return True
+
+    async def _execute(self, row, owner: str) -> None:
+        period = Period.parse(row.period)
+        progress = _Progress()
         await self._usage.rematch()
         subscriptions = await self._crm.subscriptions_active_between(
-            period.first_day, period.end.date(), customer_ids
+            period.first_day, period.end.date(), row.customer_ids
         )
-        masters = _RunMasterData(
+        progress.subscriptions = len(subscriptions)
+        masters = RunMasterData(
             self._crm, self._billing, self._erp, await self._billing.list_meters()
         )
         billed = await self._billed_subscriptions([s.id for s in subscriptions], period)
-        for subscription in subscriptions:
-            counts.subscriptions += 1
-            if subscription.id in billed:
-                counts.skipped += 1
-                continue
-            try:
-                created = await self._invoice_subscription(run_id, subscription, period, masters)
-            except (
-                errors.UpstreamError,
-                errors.BusinessRuleViolation,
-                errors.NotFound,
-                errors.InvalidRequest,
-            ) as exc:
-                counts.failed += 1
-                await self._hold(subscription, period, exc)
-                continue
-            counts.invoiced += created
-            counts.skipped += 0 if created else 1
-        posted = await self._posting.post_pending(run_id=run_id, customers=masters.customers)
-        counts.posted, counts.failed = posted.posted, counts.failed + posted.failed
+        held_before = await self._exceptions.open_subjects("billing_failed")
+        progress.invoiced = sum(1 for run in billed.values() if run == row.id)
+        # Renewed well before it runs out, so that a live runner is never taken over.
+        renew_every = min(timedelta(seconds=_PROGRESS_SECONDS), self.lease / 3)
+        saved_at = utcnow()
+        for n, subscription in enumerate(subscriptions, start=1):
+            progress.rated += 1
+            by = billed.get(subscription.id)
+            if by == row.id:
+                pass  # billed by this run before it was resumed: counted above
+            elif by is not None:
+                progress.skipped += 1
+            else:
+                try:
+                    created = await self._biller.invoice(row.id, subscription, period, masters)
+                except _HOLDS as exc:
+                    progress.held += 1
+                    await self._hold(subscription, period, exc)
+                else:
+                    progress.invoiced += created
+                    progress.skipped += 0 if created else 1
+                    hold = f"{subscription.id}:{period}"
+                    if hold in held_before:  # held by an earlier run: billed now
+                        await self._exceptions.resolve_subjects("billing_failed", {hold})
+            if n % _PROGRESS_EVERY == 0 or utcnow() - saved_at > renew_every:
+                await self._save(row.id, owner, progress)
+                saved_at = utcnow()
+        await self._save(row.id, owner, progress)
+        await self._finish(row.id, owner, "completed", None)
+
+    async def _claim(self, run_id: str, owner: str):
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            claimed = await session.execute(
+                sa.update(billing_runs)
+                .where(
+                    billing_runs.c.id == run_id,
+                    billing_runs.c.status.in_(("queued", "running")),
+                    sa.or_(
+                        billing_runs.c.lease_until.is_(None),
+                        billing_runs.c.lease_until < now,
+                        billing_runs.c.lease_owner == owner,
+                    ),
+                )
+                .values(status="running", lease_owner=owner, lease_until=now + self.lease)
+            )
+            if claimed.rowcount != 1:
+                return None
+            return (
+                await session.execute(sa.select(billing_runs).where(billing_runs.c.id == run_id))
+            ).one()
+
+    async def release(self, owner: str) -> None:
+        """Give up ``owner``'s leases (a runner stopping): the runs are resumed at once."""
         async with self._sessions.begin() as session:
             await session.execute(
                 sa.update(billing_runs)
-                .where(billing_runs.c.id == run_id)
-                .values(status="completed", counts=counts, completed_at=utcnow())
+                .where(billing_runs.c.lease_owner == owner, billing_runs.c.status == "running")
+                .values(lease_owner=None, lease_until=None)
             )
-        return await self.get(run_id)
+
+    async def _save(self, run_id: str, owner: str, progress: _Progress) -> None:
+        """Store progress and renew the lease; a runner that lost its lease (it stalled
+        past it and another took over) stops."""
+        async with self._sessions.begin() as session:
+            saved = await session.execute(
+                sa.update(billing_runs)
+                .where(billing_runs.c.id == run_id, billing_runs.c.lease_owner == owner)
+                .values(counts=progress, lease_until=utcnow() + self.lease)
+            )
+        if saved.rowcount != 1:
+            raise errors.Conflict(f"billing run {run_id} was taken over by another runner")
+
+    async def _finish(self, run_id: str, owner: str, status: RunStatus, error: str | None):
+        async with self._sessions.begin() as session:
+            await session.execute(
+                sa.update(billing_runs)
+                .where(billing_runs.c.id == run_id, billing_runs.c.lease_owner == owner)
+                .values(
+                    status=status,
+                    error=error[:1000] if error else None,
+                    completed_at=utcnow(),
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
 
     async def _hold(self, subscription: Subscription, period: Period, exc: errors.MeterlineError):
         log.warning("billing of %s for %s held: %s", subscription.id, period, exc.detail)
@@ -219,126 +314,56 @@ class BillingRunService:
                 },
             )
 
-    async def _billed_subscriptions(self, subscription_ids: list[str], period: Period) -> set[str]:
-        """Which of the subscriptions already have an invoice for ``period``: one query
-        per chunk of ids (by the unique index), not one per subscription. A run racing
-        this one is still caught by the unique constraint when writing."""
-        billed: set[str] = set()
+    async def _billed_subscriptions(
+        self, subscription_ids: list[str], period: Period
+    ) -> dict[str, str | None]:
+        """Which of the subscriptions already have an invoice for ``period``, and the run
+        that wrote it: one query per chunk of ids (by the unique index)."""
+        billed: dict[str, str | None] = {}
         async with self._sessions() as session:
             for i in range(0, len(subscription_ids), _ID_CHUNK):
                 found = await session.execute(
-                    sa.select(invoices.c.subscription_id).where(
+                    sa.select(invoices.c.subscription_id, invoices.c.run_id).where(
                         invoices.c.subscription_id.in_(subscription_ids[i : i + _ID_CHUNK]),
                         invoices.c.period_start == period.first_day,
                         invoices.c.kind == "invoice",
                     )
                 )
-                billed.update(found.scalars())
+                billed.update((sub, run or "") for sub, run in found)
         return billed
 
-    async def _invoice_subscription(
-        self, run_id: str, subscription: Subscription, period: Period, masters: _RunMasterData
-    ) -> int:
-        customer = await masters.customer(subscription.customer_id)
-        rated: list[tuple[RatedCharge, MeterQuantity | None]] = []
-        for segment in segments(subscription, period):
-            plan = await masters.plan(segment.plan_id)
-            plan_meters = [
-                masters.meters[c.meter_code]
-                for c in plan.charges
-                if getattr(c, "meter_code", None) in masters.meters
-            ]
-            async with self._sessions() as session:
-                quantities = await aggregate(
-                    session,
-                    customer.id,
-                    plan_meters,
-                    _midnight(segment.start),
-                    _midnight(segment.end),
-                )
-            charges = await self._billing.rate(
-                RatingRequest(
-                    plan_id=plan.id,
-                    period_start=period.first_day,
-                    period_end=period.end.date(),
-                    service_start=segment.start,
-                    service_end=segment.end,
-                    quantities={code: q.quantity for code, q in quantities.items()},
-                )
-            )
-            rated.extend((c, quantities.get(c.meter_code or "")) for c in charges)
-        if not rated:
-            return 0
-        entity = await masters.legal_entity(customer.legal_entity_id)
-        by_currency: dict[str, list[tuple[RatedCharge, MeterQuantity | None]]] = defaultdict(list)
-        for charge, quantity in rated:
-            by_currency[charge.currency].append((charge, quantity))
-        created = 0
-        for currency, group in by_currency.items():
-            taxes = await self._tax.quote(
-                TaxRequest(
-                    seller_country=entity.country,
-                    seller_us_state=entity.us_state,
-                    customer_country=customer.billing_country,
-                    customer_tax_status=customer.tax_status,
-                    customer_tax_id=customer.tax_id,
-                    customer_us_state=customer.us_state,
-                    currency=currency,
-                    # The tax point is the invoice's posting date: the period's last day.
-                    tax_date=posting_date(period.end.date()),
-                    lines=[
-                        TaxableLine(reference=c.charge_code, item_code=c.item_code, amount=c.amount)
-                        for c, _ in group
-                    ],
-                )
-            )
-            lines = [
-                InvoiceLine(
-                    id=new_id("il"),
-                    charge_code=c.charge_code,
-                    kind=c.kind,
-                    description=c.description,
-                    item_code=c.item_code,
-                    meter_code=c.meter_code,
-                    quantity=c.quantity,
-                    unit_price=c.unit_price,
-                    amount=c.amount,
-                    tax=tax,
-                    event_count=q.event_count if q and c.kind == "usage" else 0,
-                )
-                for (c, q), tax in zip(group, taxes, strict=True)
-            ]
-            subtotal = total((line.amount for line in lines), currency)
-            tax_total = total((line.tax.amount for line in lines), currency)
-            try:
-                async with self._sessions.begin() as session:
-                    invoice = Invoice(
-                        id=new_id("inv"),
-                        number=await next_invoice_number(session, entity.id, period.year),
-                        customer_id=customer.id,
-                        subscription_id=subscription.id,
-                        legal_entity_id=entity.id,
-                        currency=currency,
-                        period_start=period.first_day,
-                        period_end=period.end.date(),
-                        status="finalized",
-                        lines=lines,
-                        subtotal=subtotal,
-                        tax_total=tax_total,
-                        total=subtotal + tax_total,
-                        run_id=run_id,
-                        correlation_id=correlation.current(),
-                        erp_document_id=None,
-                        created_at=utcnow(),
-                    )
-                    await write_invoice(
-                        session, invoice, [q.event_type if q else None for _, q in group]
-                    )
-            except IntegrityError:
-                continue  # a concurrent run billed it first: nothing is written twice
-            created += 1
-        return created
+
+async def _outbox_counts(session, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per run, its documents by outbox status (pending, posted, failed)."""
+    if not run_ids:
+        return {}
+    rows = await session.execute(
+        sa.select(invoices.c.run_id, postings.c.status, sa.func.count())
+        .join(postings, postings.c.invoice_id == invoices.c.id)
+        .where(invoices.c.run_id.in_(run_ids))
+        .group_by(invoices.c.run_id, postings.c.status)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for run_id, status, count in rows:
+        counts.setdefault(run_id, {})[status] = count
+    return counts
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
+def _run(row, outbox: dict[str, int]) -> BillingRun:
+    progress = msgspec.convert(row.counts, _Progress)
+    return BillingRun(
+        id=row.id,
+        period=row.period,
+        status=row.status,
+        customer_ids=row.customer_ids,
+        counts=RunCounts(
+            **msgspec.structs.asdict(progress),
+            posted=outbox.get("posted", 0),
+            pending=outbox.get("pending", 0),
+            failed=outbox.get("failed", 0),
+        ),
+        correlation_id=row.correlation_id,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+        error=row.error,
+    )

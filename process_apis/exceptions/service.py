@@ -13,6 +13,7 @@ from canonical.ids import new_id
 from canonical.model import ExceptionRecord
 from canonical.persistence import upsert_insert
 from canonical.time import utcnow
+from process_apis.audit import append
 from process_apis.paging import equal_to, fetch_page
 from process_apis.tables import exceptions
 
@@ -68,6 +69,8 @@ def exceptions_upsert(
             "context": stmt.excluded.context,
             "updated_at": stmt.excluded.updated_at,
             "resolved_at": None,
+            "resolved_by": None,
+            "resolution": None,
         },
     )
     rows = [
@@ -99,6 +102,9 @@ def _record(row) -> ExceptionRecord:
         context={**row.context, "subject": row.subject, "occurrences": row.occurrences},
         correlation_id=row.correlation_id,
         created_at=row.created_at,
+        resolved_at=row.resolved_at,
+        resolved_by=row.resolved_by,
+        resolution=row.resolution,
     )
 
 
@@ -147,6 +153,46 @@ class ExceptionService:
                 .values(status="resolved", resolved_at=now, updated_at=now)
             )
         return result.rowcount or 0
+
+    async def resolve(self, exception_id: str, *, by: str, note: str) -> ExceptionRecord:
+        """Close an open exception by hand (finance fixed it outside Meterline)."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            closed = await session.execute(
+                sa.update(exceptions)
+                .where(exceptions.c.id == exception_id, exceptions.c.status == "open")
+                .values(
+                    status="resolved",
+                    resolved_at=now,
+                    updated_at=now,
+                    resolved_by=by,
+                    resolution=note,
+                )
+            )
+            if closed.rowcount == 1:
+                await append(
+                    session,
+                    action="exception.resolved",
+                    subject_type="exception",
+                    subject_id=exception_id,
+                    data={"note": note},
+                )
+        if closed.rowcount != 1:
+            current = await self.get(exception_id)  # NotFound when there is none
+            raise errors.InvalidTransition(
+                f"exception {exception_id} is {current.status} already", status=current.status
+            )
+        return await self.get(exception_id)
+
+    async def record_retry(self, exception_id: str) -> None:
+        """Audit that finance re-drove the work behind an exception."""
+        async with self._sessions.begin() as session:
+            await append(
+                session,
+                action="exception.retried",
+                subject_type="exception",
+                subject_id=exception_id,
+            )
 
     async def open_subjects(self, kind: str) -> set[str]:
         async with self._sessions() as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import date
+from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -70,7 +71,14 @@ async def write_invoice(
         )
     }
     now = utcnow()
-    await session.execute(invoices.insert().values(**values, kind="invoice", finalized_at=now))
+    await session.execute(
+        invoices.insert().values(
+            **values,
+            kind=invoice.kind,
+            corrects_invoice_id=invoice.corrects_invoice_id,
+            finalized_at=now if invoice.status == "finalized" else None,
+        )
+    )
     await session.execute(
         invoice_lines.insert(),
         [
@@ -151,6 +159,10 @@ def _invoice(row, lines: list[InvoiceLine]) -> Invoice:
         correlation_id=row.correlation_id,
         erp_document_id=row.erp_document_id,
         created_at=row.created_at,
+        kind=row.kind,
+        corrects_invoice_id=row.corrects_invoice_id,
+        amount_paid=row.amount_paid or Decimal(0),
+        void_reason=row.void_reason,
     )
 
 

@@ -3,14 +3,14 @@ posted once and only once, keyed in the ERP by ``external_ref`` = the invoice id
 
 An ambiguous commit (the ERP may have committed but the answer was lost) is resolved by
 looking the document up by external_ref before anything is sent again. Transient
-failures leave the row pending for the next drain; permanent ones fail the row and
+failures leave the row pending until its next attempt; permanent ones fail the row and
 raise an exception with business context.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import msgspec
 import sqlalchemy as sa
@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from canonical import correlation, errors
 from canonical.model import Customer, ErpDocument, ErpInvoice, ErpInvoiceLine, Invoice
 from canonical.time import utcnow
+from process_apis.audit import append
 from process_apis.exceptions.service import raise_exception
 from process_apis.invoices.store import InvoiceStore
-from process_apis.tables import invoices, postings
+from process_apis.tables import exceptions, invoices, postings
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
 
@@ -44,55 +45,90 @@ class DrainResult(msgspec.Struct):
 
 
 class PostingService:
+    """One document's way into the ERP, and the outbox rows that track it. The worker that
+    decides when to post (throttle, retries, circuit breaker) is ``OutboxWorker``."""
+
     def __init__(self, sessions: async_sessionmaker, erp: ErpPort, crm: CrmPort) -> None:
         self._sessions = sessions
         self._erp = erp
         self._crm = crm
         self._invoices = InvoiceStore(sessions)
 
-    async def post_pending(
-        self,
-        *,
-        run_id: str | None = None,
-        limit: int = 1000,
-        customers: dict[str, Customer] | None = None,
-    ) -> DrainResult:
-        """Post up to ``limit`` pending invoices (of one run, if given). ``customers`` is a
-        cache by id the caller may have filled already; each customer is read once."""
+    async def due(self, limit: int) -> list[str]:
+        """Pending documents whose next attempt is due and that no worker holds."""
+        now = utcnow()
         query = (
             sa.select(postings.c.invoice_id)
-            .join(invoices, invoices.c.id == postings.c.invoice_id)
-            .where(postings.c.status == "pending")
+            .where(
+                postings.c.status == "pending",
+                sa.or_(postings.c.next_attempt_at.is_(None), postings.c.next_attempt_at <= now),
+                sa.or_(postings.c.lease_until.is_(None), postings.c.lease_until < now),
+            )
             .order_by(postings.c.invoice_id)
             .limit(limit)
         )
-        if run_id:
-            query = query.where(invoices.c.run_id == run_id)
         async with self._sessions() as session:
-            ids = [r[0] for r in await session.execute(query)]
-        customers = {} if customers is None else customers
-        result = DrainResult()
-        # All invoices with their lines in two queries, not two per invoice.
-        for invoice in await self._invoices.many(ids):
-            outcome = await self._post(invoice, customers)
-            setattr(result, outcome, getattr(result, outcome) + 1)
-        return result
+            return [r[0] for r in await session.execute(query)]
 
-    async def _post(self, invoice: Invoice, customers: dict[str, Customer]) -> str:
-        """Post one invoice; returns ``posted``, ``failed`` or ``pending``."""
+    async def claim(self, invoice_ids: list[str], owner: str, lease: timedelta) -> list[Invoice]:
+        """Take the lease on those of the documents still pending and free; returns them
+        with their lines. Another worker's lease keeps a document out."""
+        now = utcnow()
+        claimed = []
+        async with self._sessions.begin() as session:
+            for invoice_id in invoice_ids:
+                taken = await session.execute(
+                    sa.update(postings)
+                    .where(
+                        postings.c.invoice_id == invoice_id,
+                        postings.c.status == "pending",
+                        sa.or_(postings.c.lease_until.is_(None), postings.c.lease_until < now),
+                    )
+                    .values(lease_owner=owner, lease_until=now + lease)
+                )
+                if taken.rowcount == 1:
+                    claimed.append(invoice_id)
+        return await self._invoices.many(claimed)
+
+    async def requeue(self, invoice_id: str) -> bool:
+        """Put a failed document back in the outbox, due now (finance fixed the cause);
+        False when it is not failed (posted meanwhile, or pending already)."""
+        async with self._sessions.begin() as session:
+            requeued = await session.execute(
+                sa.update(postings)
+                .where(postings.c.invoice_id == invoice_id, postings.c.status == "failed")
+                .values(
+                    status="pending",
+                    next_attempt_at=None,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=utcnow(),
+                )
+            )
+            if requeued.rowcount == 1:
+                await append(
+                    session,
+                    action="posting.requeued",
+                    subject_type="invoice",
+                    subject_id=invoice_id,
+                )
+        return requeued.rowcount == 1
+
+    async def pending_count(self) -> int:
+        async with self._sessions() as session:
+            return (
+                await session.execute(
+                    sa.select(sa.func.count()).where(postings.c.status == "pending")
+                )
+            ).scalar_one()
+
+    async def submit(self, invoice: Invoice, customers: dict[str, Customer]) -> ErpDocument:
+        """Send one document to the ERP (once: see the module docstring)."""
         token = correlation.use(invoice.correlation_id or correlation.ensure())
         try:
-            document = await self._submit(invoice, customers)
-        except errors.UpstreamError as exc:
-            await self._record_attempt(invoice.id, f"{exc.code}: {exc.detail}")
-            return "pending"
-        except (errors.BusinessRuleViolation, errors.InvalidRequest, errors.NotFound) as exc:
-            await self._fail(invoice, exc)
-            return "failed"
+            return await self._submit(invoice, customers)
         finally:
             correlation.reset(token)
-        await self._mark_posted(invoice.id, document)
-        return "posted"
 
     async def _submit(self, invoice: Invoice, customers: dict[str, Customer]) -> ErpDocument:
         # No lookup first: the ERP answers a repeated external_ref with the document it
@@ -129,18 +165,28 @@ class PostingService:
                 raise
             return found
 
-    async def _record_attempt(self, invoice_id: str, error: str) -> None:
-        log.info("posting of %s deferred: %s", invoice_id, error)
+    async def defer(
+        self, invoice_id: str, error: str, next_attempt_at: datetime, *, attempts: int = 1
+    ) -> None:
+        """Leave the document pending until ``next_attempt_at``; ``attempts`` calls made."""
+        log.info("posting of %s deferred until %s: %s", invoice_id, next_attempt_at, error)
         async with self._sessions.begin() as session:
             await session.execute(
                 sa.update(postings)
                 .where(postings.c.invoice_id == invoice_id)
                 .values(
-                    attempts=postings.c.attempts + 1, last_error=error[:1000], updated_at=utcnow()
+                    attempts=postings.c.attempts + attempts,
+                    last_error=error[:1000],
+                    next_attempt_at=next_attempt_at,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=utcnow(),
                 )
             )
 
-    async def _fail(self, invoice: Invoice, exc: errors.MeterlineError) -> None:
+    async def fail(self, invoice: Invoice, exc: errors.MeterlineError) -> None:
+        """The ERP refused the document for good: the row fails and finance gets an
+        exception with the business context to fix it and retry."""
         log.warning("posting of %s failed: %s", invoice.id, exc.detail)
         async with self._sessions.begin() as session:
             await session.execute(
@@ -148,6 +194,8 @@ class PostingService:
                 .where(postings.c.invoice_id == invoice.id)
                 .values(
                     status="failed",
+                    lease_owner=None,
+                    lease_until=None,
                     attempts=postings.c.attempts + 1,
                     last_error=f"{exc.code}: {exc.detail}"[:1000],
                     updated_at=utcnow(),
@@ -168,8 +216,16 @@ class PostingService:
                     "error_code": exc.code,
                 },
             )
+            await append(
+                session,
+                action="posting.failed",
+                subject_type="invoice",
+                subject_id=invoice.id,
+                data={"error_code": exc.code, "detail": exc.detail},
+                correlation_id=invoice.correlation_id,
+            )
 
-    async def _mark_posted(self, invoice_id: str, document: ErpDocument) -> None:
+    async def mark_posted(self, invoice_id: str, document: ErpDocument, attempts: int = 1) -> None:
         now = utcnow()
         async with self._sessions.begin() as session:
             await session.execute(
@@ -178,7 +234,9 @@ class PostingService:
                 .values(
                     status="posted",
                     erp_document_id=document.id,
-                    attempts=postings.c.attempts + 1,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=postings.c.attempts + attempts,
                     last_error=None,
                     updated_at=now,
                 )
@@ -187,4 +245,22 @@ class PostingService:
                 sa.update(invoices)
                 .where(invoices.c.id == invoice_id, invoices.c.status == "finalized")
                 .values(status="posted", erp_document_id=document.id, posted_at=now)
+            )
+            await append(
+                session,
+                action="invoice.posted",
+                subject_type="invoice",
+                subject_id=invoice_id,
+                data={"erp_document_id": document.id, "attempts": attempts},
+                correlation_id=document.correlation_id,
+            )
+            # A retried document that went through closes its exception.
+            await session.execute(
+                sa.update(exceptions)
+                .where(
+                    exceptions.c.kind == "posting_failed",
+                    exceptions.c.subject == invoice_id,
+                    exceptions.c.status == "open",
+                )
+                .values(status="resolved", resolved_at=now, updated_at=now)
             )

@@ -31,7 +31,7 @@ COMMITTED = sorted(CONTRACTS_DIR.glob("*.yaml"))
 def app(tmp_path_factory):
     # Building the schema never opens the database; the readiness probe is not called.
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('contracts') / 'unused.db'}"
-    return create_app(Settings.from_env({}, database_url=url))
+    return create_app(Settings.from_env({}, database_url=url, worker_in_process=False))
 
 
 @pytest.fixture(scope="module")

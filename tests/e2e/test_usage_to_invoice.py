@@ -20,6 +20,7 @@ from canonical.model import (
 )
 from canonical.time import Period, utcnow
 from tests.support.app import gateway_client
+from tests.support.billing import settled_run
 from tests.support.seeding import moments, seed
 
 D = Decimal
@@ -184,8 +185,10 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
             json={"period": str(period)},
             headers={"Idempotency-Key": "run-1"},
         )
-        assert response.status_code == 201, response.text
-        run = response.json()
+        started = response.json()
+        assert response.status_code == 202 and started["status"] == "queued", response.text
+        assert response.headers["location"] == f"/process/billing/v1/runs/{started['id']}"
+        run = await settled_run(client, response)
         assert run["status"] == "completed"
         assert run["counts"]["invoiced"] == 2 and run["counts"]["posted"] == 2
 
@@ -247,15 +250,16 @@ async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
             json={"period": str(period)},
             headers={"Idempotency-Key": "run-1"},
         )
-        assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
-        assert replay.json() == run
-        rerun = (
+        assert replay.status_code == 202 and replay.headers["idempotent-replayed"] == "true"
+        assert replay.json() == started
+        rerun = await settled_run(
+            client,
             await client.post(
                 "/process/billing/v1/runs",
                 json={"period": str(period)},
                 headers={"Idempotency-Key": "run-2"},
-            )
-        ).json()
+            ),
+        )
         assert rerun["counts"]["invoiced"] == 0 and rerun["counts"]["skipped"] == 2
         documents, _ = await erp.list_documents(limit=100)
         assert len(documents) == 2

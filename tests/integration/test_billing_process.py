@@ -8,9 +8,10 @@ from decimal import Decimal
 from canonical import errors
 from canonical.model import Subscription
 from canonical.time import Period, utcnow
-from process_apis.billing.runs import BillingRunService
+from process_apis.posting.outbox import OutboxWorker, PostingPolicy
 from process_apis.posting.service import PostingService
 from tests.support.app import gateway_client
+from tests.support.billing import settled_run
 from tests.support.seeding import USAGE_PLAN, customer, moments, seed
 
 
@@ -43,12 +44,19 @@ async def test_usage_for_an_unknown_customer_is_billed_once_the_customer_exists(
                 start_date=period.first_day,
             )
         )
-        run = await client.post(
-            "/process/billing/v1/runs",
-            json={"period": str(period), "customer_ids": ["cus_new"]},
-            headers={"Idempotency-Key": "r"},
+        run = await settled_run(
+            client,
+            await client.post(
+                "/process/billing/v1/runs",
+                json={"period": str(period), "customer_ids": ["cus_new"]},
+                headers={"Idempotency-Key": "r"},
+            ),
         )
-        assert run.status_code == 201, run.text
+        assert (run["status"], run["counts"]["invoiced"], run["counts"]["posted"]) == (
+            "completed",
+            1,
+            1,
+        )
 
         invoice = (
             await client.get("/process/billing/v1/invoices", params={"customer_id": "cus_new"})
@@ -85,12 +93,15 @@ async def test_an_ambiguous_commit_is_resolved_by_lookup_and_never_posted_twice(
         await seed(client.container, USAGE_PLAN)
         c = client.container
         flaky = LosesTheAnswer(c.erp)
-        posting = PostingService(c.sessions, flaky, c.crm)
-        runs = BillingRunService(c.sessions, c.crm, c.billing, c.tax, c.erp, posting, c.usage)
+        outbox = OutboxWorker(PostingService(c.sessions, flaky, c.crm), PostingPolicy())
 
-        run = await runs.run(period)
+        run = await c.billing_runs.run(period)
+        assert (run.counts.invoiced, run.counts.pending, run.counts.posted) == (2, 2, 0)
+        drained = await outbox.drain()
 
         assert flaky.lost == 1
+        assert (drained.posted, drained.failed, drained.pending) == (2, 0, 0)
+        run = await c.billing_runs.get(run.id)
         assert (run.counts.invoiced, run.counts.posted, run.counts.failed) == (2, 2, 0)
         documents, _ = await c.erp.list_documents(limit=100)
         assert len(documents) == 2

@@ -121,7 +121,7 @@ async def test_json_suffix_media_types_are_json(sqlite_url):
             content=b'{"period": "2026-10"}',
             headers={"Idempotency-Key": "ct-2", "content-type": "application/vnd.api+json"},
         )
-    assert response.status_code == 201
+    assert response.status_code == 202
 
 
 @pytest.mark.parametrize(

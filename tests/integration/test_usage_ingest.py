@@ -19,6 +19,7 @@ from canonical.model import Meter
 from canonical.time import Period, utcnow
 from process_apis.tables import usage_events
 from tests.support.app import gateway_client
+from tests.support.billing import settled_run
 from tests.support.problems import assert_problem
 from tests.support.seeding import USAGE_PLAN, customer, seed
 
@@ -608,13 +609,15 @@ async def test_late_usage_for_an_invoiced_period_is_flagged_for_adjustment(datab
         before = await client.post(EVENTS, json=[event("p-1", at=late_moment - timedelta(hours=1))])
         assert before.json()["results"] == [accepted(0, "p-1")]
 
-        run = await client.post(
-            "/process/billing/v1/runs",
-            json={"period": str(previous)},
-            headers={"Idempotency-Key": "run-previous"},
+        run = await settled_run(
+            client,
+            await client.post(
+                "/process/billing/v1/runs",
+                json={"period": str(previous)},
+                headers={"Idempotency-Key": "run-previous"},
+            ),
         )
-        assert run.status_code == 201, run.text
-        assert run.json()["counts"]["invoiced"] == 2
+        assert run["counts"]["invoiced"] == 2
 
         batch = [
             event("p-late", at=late_moment),  # last month: invoiced

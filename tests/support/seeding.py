@@ -129,6 +129,27 @@ async def seed(container, plan: PricePlan) -> None:
         )
 
 
+async def seed_many(container, plan: PricePlan, customers: int) -> list[str]:
+    """``seed``'s world with ``customers`` customers in all: ``cus_de``, ``cus_fr`` and
+    German ones ``cus_m00``, ``cus_m01``, ..., each subscribed to ``plan``. Returns their
+    ids."""
+    await seed(container, plan)
+    ids = ["cus_de", "cus_fr"]
+    for i in range(customers - 2):
+        customer_id = f"cus_m{i:02d}"
+        await container.crm.put_customer(customer(customer_id))
+        await container.crm.put_subscription(
+            Subscription(
+                id=f"sub_m{i:02d}",
+                customer_id=customer_id,
+                plan_id=plan.id,
+                start_date=date(2020, 1, 1),
+            )
+        )
+        ids.append(customer_id)
+    return ids
+
+
 def moments(period: Period, n: int) -> list[str]:
     """``n`` distinct instants (ISO 8601) inside ``period`` (the current one) and not after
     now, evenly spaced."""

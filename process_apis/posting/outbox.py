@@ -1,0 +1,250 @@
+"""The outbox worker: drains pending ERP postings, whatever the ERP does.
+
+- **Throttled** to the ERP's quota with a leaky bucket (aiolimiter), so Meterline does
+  not earn the 429s it would otherwise provoke.
+- **Retried** with tenacity on transient failures (timeouts, 5xx, 429, ambiguous
+  commits): exponential backoff with jitter, never sooner than a Retry-After the ERP
+  asked for. After ``attempts`` tries in a row, or when the ERP asks for a longer pause
+  than ``max_inline_wait``, the document stays pending with its next attempt scheduled
+  in the database, so a restart keeps the schedule.
+- **Paused** by a circuit breaker (purgatory) after ``breaker_threshold`` consecutive
+  failures: while it is open no call is made; the drain stops and resumes once the
+  breaker lets a trial call through. Business refusals (closed period, unknown mapping)
+  and throttling do not trip it: the ERP is up.
+- **Never twice**: a document is leased to one worker at a time, and ``PostingService``
+  resolves ambiguous commits by looking the document up by external_ref.
+
+Every gateway process on the embedded default runs one (``kick`` wakes it when
+invoices are written), and ``meterline worker`` runs one on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import socket
+import time
+import uuid
+from datetime import timedelta
+
+from aiolimiter import AsyncLimiter
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from canonical import errors
+from canonical.model import Customer, ErpDocument, Invoice
+from canonical.time import utcnow
+from process_apis.posting.service import DrainResult, PostingService
+
+__all__ = ["OutboxWorker", "PostingPolicy"]
+
+log = logging.getLogger("meterline.posting.worker")
+
+BREAKER = "erp"
+
+
+class PostingPolicy:
+    """How hard the worker pushes the ERP (settings: ``METERLINE_ERP_*``)."""
+
+    def __init__(
+        self,
+        *,
+        quota_per_second: float = 10.0,
+        attempts: int = 4,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 60.0,
+        max_inline_wait: float = 10.0,
+        breaker_threshold: int = 5,
+        breaker_reset_seconds: float = 30.0,
+        lease: timedelta = timedelta(seconds=120),
+        batch: int = 100,
+    ) -> None:
+        self.quota_per_second = quota_per_second
+        self.attempts = attempts
+        self.backoff = wait_exponential_jitter(initial=initial_backoff, max=max_backoff)
+        self.max_inline_wait = max_inline_wait
+        self.breaker_threshold = breaker_threshold
+        self.breaker_reset_seconds = breaker_reset_seconds
+        self.lease = lease
+        self.batch = batch
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, errors.UpstreamError) and exc.transient
+
+
+def _asked_wait(exc: BaseException | None) -> float:
+    """Seconds the ERP asked to wait (Retry-After, a maintenance window's end), or 0."""
+    return getattr(exc, "retry_after", None) or 0.0
+
+
+class OutboxWorker:
+    def __init__(
+        self, posting: PostingService, policy: PostingPolicy, *, interval: float = 5.0
+    ) -> None:
+        self._posting = posting
+        self._policy = policy
+        self._interval = interval
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Calls evenly spaced, no burst: an ERP counting its quota over any moving
+        # second never sees more than it allows.
+        self._limiter = AsyncLimiter(1, 1.0 / policy.quota_per_second)
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=policy.breaker_threshold,
+            default_ttl=policy.breaker_reset_seconds,
+            exclude=[
+                errors.BusinessRuleViolation,
+                errors.InvalidRequest,
+                errors.NotFound,
+                errors.SystemThrottled,  # the ERP answers; it only asks for patience
+            ],
+        )
+        self._open_until = 0.0  # monotonic time before which the breaker is known open
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- draining --------------------------------------------------------------------------
+
+    async def drain(self) -> DrainResult:
+        """Post what is due now, until nothing is or the breaker opens."""
+        result = DrainResult()
+        customers: dict[str, Customer] = {}
+        while not self.breaker_open():
+            due = await self._posting.due(self._policy.batch)
+            if not due:
+                break
+            claimed = await self._posting.claim(due, self.owner, self._policy.lease)
+            if not claimed:
+                break
+            for invoice in claimed:
+                if self.breaker_open():
+                    # Leave the rest for after the pause, without counting an attempt.
+                    await self._posting.defer(
+                        invoice.id, "ERP circuit open", self._reopens_at(), attempts=0
+                    )
+                    result.pending += 1
+                    continue
+                outcome = await self._post(invoice, customers)
+                setattr(result, outcome, getattr(result, outcome) + 1)
+        return result
+
+    def breaker_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    async def _post(self, invoice: Invoice, customers: dict[str, Customer]) -> str:
+        calls = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(
+                lambda exc: _transient(exc) and _asked_wait(exc) <= self._policy.max_inline_wait
+            ),
+            wait=self._wait,
+            stop=stop_after_attempt(self._policy.attempts),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    calls += 1
+                    document = await self._call(invoice, customers)
+        except OpenedState:
+            self._open_until = time.monotonic() + self._policy.breaker_reset_seconds
+            log.warning(
+                "ERP circuit open: posting paused for %ss", self._policy.breaker_reset_seconds
+            )
+            await self._posting.defer(
+                invoice.id, "ERP circuit open", self._reopens_at(), attempts=calls - 1
+            )
+            return "pending"
+        except errors.UpstreamError as exc:
+            if not exc.transient:
+                await self._posting.fail(invoice, exc)
+                return "failed"
+            await self._posting.defer(
+                invoice.id,
+                f"{exc.code}: {exc.detail}",
+                self._next_attempt(exc, calls),
+                attempts=calls,
+            )
+            return "pending"
+        except (errors.BusinessRuleViolation, errors.InvalidRequest, errors.NotFound) as exc:
+            await self._posting.fail(invoice, exc)
+            return "failed"
+        await self._posting.mark_posted(invoice.id, document, attempts=calls)
+        return "posted"
+
+    async def _call(self, invoice: Invoice, customers: dict[str, Customer]) -> ErpDocument:
+        async with self._limiter, await self._breakers.get_breaker(BREAKER):
+            return await self._posting.submit(invoice, customers)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return max(_asked_wait(exc), self._policy.backoff(state))
+
+    def _next_attempt(self, exc: errors.UpstreamError, calls: int):
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state.attempt_number = calls + 1
+        delay = max(_asked_wait(exc), self._policy.backoff(state))
+        return utcnow() + timedelta(seconds=delay)
+
+    def _reopens_at(self):
+        return utcnow() + timedelta(seconds=max(0.0, self._open_until - time.monotonic()))
+
+    # -- running in the background ---------------------------------------------------------
+
+    def kick(self) -> None:
+        """Start the worker in this event loop if needed, and have it drain now."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._task is None or self._task.done():
+            self._loop, self._wake = loop, asyncio.Event()
+            self._task = asyncio.create_task(
+                self._loop_forever(),
+                name="outbox-worker",
+                # Not the context of the request that woke it: its client and
+                # correlation ID belong to that request, not to the work that follows.
+                context=contextvars.Context(),
+            )
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _loop_forever(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while True:
+            wake.clear()
+            try:
+                result = await self.drain()
+                if result.posted or result.failed or result.pending:
+                    log.info(
+                        "outbox: posted=%s failed=%s pending=%s",
+                        result.posted,
+                        result.failed,
+                        result.pending,
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not end the worker
+                log.exception("outbox drain failed; retrying")
+            pause = self._interval
+            if self.breaker_open():
+                pause = min(pause, self._open_until - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.05, pause))
+
+    async def aclose(self) -> None:
+        """Stop; a document in flight keeps its lease until it runs out."""
+        task, self._task = self._task, None
+        if task is None or self._loop is not asyncio.get_running_loop():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
