@@ -99,8 +99,17 @@ def bill(period: str, customers: tuple[str, ...]) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(run)).decode())
 
 
+async def _sync_payments(container) -> int:
+    from canonical.errors import UpstreamError
+
+    try:
+        return await container.payments.sync()
+    except UpstreamError as exc:
+        click.echo(f"payments: ERP unavailable ({exc.detail})", err=True)
+        return 0
+
+
 @main.command()
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between drains.")
 @click.option(
     "--once", is_flag=True, help="Execute queued runs, drain the outbox (and ingest stream), exit."
 )
@@ -115,11 +124,12 @@ def bill(period: str, customers: tuple[str, ...]) -> None:
     is_flag=True,
     help="Only store ingested batches from the Redis stream (a dedicated writer): no outbox.",
 )
-def worker(interval: float, once: bool, ingest: bool | None, ingest_only: bool) -> None:
-    """Execute queued billing runs (and resume abandoned ones) and drain the ERP posting
-    outbox, again and again. With the redis-streams ingest backbone, also store the
-    batches gateways put on the stream. Run gateways with METERLINE_WORKER_IN_PROCESS=false
-    to leave this work to workers."""
+def worker(once: bool, ingest: bool | None, ingest_only: bool) -> None:
+    """Execute queued billing runs (and resume abandoned ones), drain the ERP posting
+    outbox and follow the ERP's payments, until stopped (SIGTERM). With the redis-streams
+    ingest backbone, also store the batches gateways put on the stream. Run gateways with
+    METERLINE_WORKER_IN_PROCESS=false to leave this work to workers; how often idle loops
+    look for work is METERLINE_WORKER_INTERVAL_SECONDS."""
     settings = Settings.from_env()
     streams = settings.ingest_backbone == "redis-streams"
     if ingest_only:
@@ -134,6 +144,8 @@ def worker(interval: float, once: bool, ingest: bool | None, ingest_only: bool) 
 
     async def run(container):
         import signal
+
+        from process_apis.audit import acting_as
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -152,21 +164,22 @@ def worker(interval: float, once: bool, ingest: bool | None, ingest_only: bool) 
             await stop.wait()
             return
         runner, outbox = container.billing_runner, container.outbox
-        while True:
+        if not once:
+            # Both loops run side by side until SIGTERM: runs are billed while their
+            # documents are posted. Their logs say what they do.
+            runner.kick()
+            outbox.kick()
+            click.echo(f"worker: billing runs and the ERP outbox ({runner.owner})")
+            await stop.wait()
+            return
+        with acting_as("worker"):
             ran = await runner.run_pending()
             result = await outbox.drain()
-            if ran or result.posted or result.failed or result.pending:
-                click.echo(
-                    f"billing runs executed={ran} · outbox: posted={result.posted} "
-                    f"failed={result.failed} pending={result.pending}"
-                )
-            if once or stop.is_set():
-                return
-            pause = interval
-            if outbox.breaker_open():
-                click.echo("ERP circuit open: posting paused")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
+            paid = 0 if outbox.breaker_open() else await _sync_payments(container)
+        click.echo(
+            f"billing runs executed={ran} · outbox: posted={result.posted} "
+            f"failed={result.failed} pending={result.pending} · payments applied={paid}"
+        )
 
     _with_container(run)
 

@@ -27,8 +27,10 @@ from process_apis.customers import CustomerDirectory
 from process_apis.exceptions.service import ExceptionService
 from process_apis.exceptions.workbench import ExceptionWorkbench
 from process_apis.idempotency import DatabaseIdempotencyStore, IdempotencyStore
+from process_apis.invoices.lifecycle import InvoiceLifecycle
 from process_apis.invoices.store import InvoiceStore
 from process_apis.posting.outbox import OutboxWorker, PostingPolicy
+from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import PostingService
 from process_apis.reconciliation import ReconciliationService
 from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit
@@ -72,11 +74,13 @@ class Container(msgspec.Struct, kw_only=True):
     invoices: InvoiceStore
     posting: PostingService
     outbox: OutboxWorker
+    payments: PaymentSync
     billing_runs: BillingRunService
     reconciliation: ReconciliationService
     billing_runner: BillingRunner
     workbench: ExceptionWorkbench
     audit: AuditLog
+    lifecycle: InvoiceLifecycle
     portal: PortalService
     clients: ClientRegistry
     keyring: KeyRing
@@ -107,6 +111,7 @@ class Container(msgspec.Struct, kw_only=True):
             "billing_runs",
             "reconciliation",
             "workbench",
+            "lifecycle",
             "portal",
             "settings",
             "keyring",
@@ -228,6 +233,7 @@ def build_container(settings: Settings) -> Container:
     invoices = InvoiceStore(sessions)
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
+    payments = PaymentSync(sessions, erp)
     outbox = OutboxWorker(
         posting,
         PostingPolicy(
@@ -237,6 +243,7 @@ def build_container(settings: Settings) -> Container:
             breaker_reset_seconds=settings.erp_breaker_reset_seconds,
         ),
         interval=settings.worker_interval_seconds,
+        payments=payments,
     )
     writers = _ingest_writers(settings, engine)
     group_commit = build_group_commit(settings, engine, writers)
@@ -306,10 +313,14 @@ def build_container(settings: Settings) -> Container:
         invoices=invoices,
         posting=posting,
         outbox=outbox,
+        payments=payments,
         billing_runs=billing_runs,
         reconciliation=ReconciliationService(sessions, erp, billing, crm),
         billing_runner=billing_runner,
         audit=AuditLog(sessions),
+        lifecycle=InvoiceLifecycle(
+            sessions, wake_outbox=outbox.kick if settings.worker_in_process else lambda: None
+        ),
         workbench=ExceptionWorkbench(
             exceptions,
             posting,

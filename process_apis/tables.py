@@ -164,6 +164,28 @@ postings = Table(
     Index("ix_erp_postings_due", "status", "next_attempt_at"),
 )
 
+# Payments seen in the ERP, each applied once to the invoice it pays (null: a document
+# Meterline did not post).
+invoice_payments = Table(
+    "invoice_payments",
+    metadata,
+    Column("payment_id", String(64), primary_key=True),
+    Column("invoice_id", String(64), ForeignKey("invoices.id"), index=True),
+    Column("amount", DecimalText, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("received_on", Date, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+# Where a follower of another system's feed resumes (the ERP's payments).
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 exceptions = Table(
     "exceptions",
     metadata,

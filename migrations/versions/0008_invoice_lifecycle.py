@@ -1,8 +1,9 @@
-"""invoice lifecycle: memos correcting documents, payments received, voids; one invoice
-(not one memo) per subscription, period, legal entity and currency
+"""invoice lifecycle: memos correcting documents, payments received (and the ERP payments
+seen), voids; one invoice (not one memo) per subscription, period, legal entity and
+currency
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-21
 """
 
@@ -12,7 +13,7 @@ from alembic import op
 import canonical.persistence
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -43,9 +44,35 @@ def upgrade() -> None:
         postgresql_where=_INVOICES_ONLY,
     )
     op.create_index("ix_invoices_corrects_invoice_id", "invoices", ["corrects_invoice_id"])
+    op.create_table(
+        "invoice_payments",
+        sa.Column("payment_id", sa.String(length=64), nullable=False),
+        sa.Column("invoice_id", sa.String(length=64), nullable=True),
+        sa.Column("amount", canonical.persistence.DecimalText(length=64), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("received_on", sa.Date(), nullable=False),
+        sa.Column("recorded_at", canonical.persistence.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"], ["invoices.id"], name=op.f("fk_invoice_payments_invoice_id_invoices")
+        ),
+        sa.PrimaryKeyConstraint("payment_id", name=op.f("pk_invoice_payments")),
+    )
+    op.create_index(
+        op.f("ix_invoice_payments_invoice_id"), "invoice_payments", ["invoice_id"], unique=False
+    )
+    op.create_table(
+        "sync_cursors",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("position", sa.String(length=255), nullable=False),
+        sa.Column("updated_at", canonical.persistence.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_cursors")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sync_cursors")
+    op.drop_index(op.f("ix_invoice_payments_invoice_id"), table_name="invoice_payments")
+    op.drop_table("invoice_payments")
     op.drop_index("ix_invoices_corrects_invoice_id", table_name="invoices")
     op.drop_index("uq_invoices_subscription_period", table_name="invoices")
     with op.batch_alter_table("invoices") as batch:

@@ -14,6 +14,7 @@ from canonical.model import Base, Invoice, Page
 from canonical.time import Period
 from process_apis.billing.runner import BillingRunner
 from process_apis.billing.runs import BillingRun, BillingRunService
+from process_apis.invoices.lifecycle import InvoiceLifecycle
 from process_apis.invoices.store import InvoiceStore
 from process_apis.routing import Idempotency, RequiredIdempotencyKey, respond_idempotently
 from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, one_of
@@ -23,10 +24,11 @@ __all__ = ["router"]
 # Scopes a token needs here (published in the contract, enforced at the gateway).
 READ = requires("billing:read")
 RUN = requires("billing:run")
+ACT = requires("finance:write")
 
 # A calendar month, YYYY-MM, of the years 1900-2999.
 PeriodText = Annotated[str, msgspec.Meta(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$")]
-InvoiceStatusFilter = one_of("draft", "finalized", "posted", "paid", "void")
+InvoiceStatusFilter = one_of("draft", "finalized", "posted", "partially_paid", "paid", "void")
 CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
@@ -124,9 +126,70 @@ async def get_invoice(invoices: InvoiceStore, invoice_id: str) -> Invoice:
     return await invoices.get(invoice_id)
 
 
+class VoidRequest(Base):
+    # Why, for the record (kept on the document and audited).
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class Voided(Base):
+    invoice: Invoice
+    # The credit memo reversing it in the ERP, when it had been posted.
+    credit_memo: Invoice | None
+
+
+@post(
+    "/invoices/{invoice_id:str}/finalize",
+    security=ACT,
+    opt={"rate_limit": "write"},
+    status_code=200,
+    summary="Finalize a draft invoice (it is then posted to the ERP)",
+)
+async def finalize_invoice(
+    request: Request,
+    invoice_id: str,
+    lifecycle: InvoiceLifecycle,
+    idempotency: Idempotency,
+    idempotency_key: RequiredIdempotencyKey = None,
+) -> Response[Invoice]:
+    async def produce():
+        return 200, await lifecycle.finalize(invoice_id)
+
+    return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
+
+
+@post(
+    "/invoices/{invoice_id:str}/void",
+    security=ACT,
+    opt={"rate_limit": "write"},
+    status_code=200,
+    summary="Void an invoice; a posted one is reversed in the ERP by a credit memo",
+)
+async def void_invoice(
+    request: Request,
+    invoice_id: str,
+    data: VoidRequest,
+    lifecycle: InvoiceLifecycle,
+    idempotency: Idempotency,
+    idempotency_key: RequiredIdempotencyKey = None,
+) -> Response[Voided]:
+    async def produce():
+        invoice, memo = await lifecycle.void(invoice_id, data.reason)
+        return 200, Voided(invoice=invoice, credit_memo=memo)
+
+    return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
+
+
 router = Router(
     request_max_body_size=MAX_DOCUMENT_BYTES,
     path="/process/billing/v1",
-    route_handlers=[create_run, list_runs, get_run, list_invoices, get_invoice],
+    route_handlers=[
+        create_run,
+        list_runs,
+        get_run,
+        list_invoices,
+        get_invoice,
+        finalize_invoice,
+        void_invoice,
+    ],
     tags=["process-billing"],
 )

@@ -17,6 +17,7 @@ import socket
 import uuid
 from collections.abc import Callable
 
+from process_apis.audit import audit_actor
 from process_apis.billing.runs import BillingRunService
 
 __all__ = ["BillingRunner"]
@@ -74,6 +75,7 @@ class BillingRunner:
     async def _loop_forever(self) -> None:
         assert self._wake is not None
         wake = self._wake
+        audit_actor.set("worker")  # this task's own context: what it changes, it did
         while True:
             wake.clear()
             try:

@@ -21,10 +21,16 @@ from process_apis.tables import invoice_lines, invoice_numbers, invoices, postin
 __all__ = ["InvoiceStore", "next_invoice_number", "write_invoice"]
 
 
-async def next_invoice_number(session: AsyncSession, legal_entity_id: str, year: int) -> str:
-    """Gapless per legal entity and year, as tax authorities expect (``INV-<LE>-2026-000042``).
+async def next_invoice_number(
+    session: AsyncSession, legal_entity_id: str, year: int, series: str = "INV"
+) -> str:
+    """Gapless per legal entity, year and series, as tax authorities expect
+    (``INV-<LE>-2026-000042``; credit memos ``CN-...``, debit memos ``DN-...``).
 
     The UPDATE takes the row lock, so concurrent runs never share a number."""
+    entity = legal_entity_id.removeprefix("le_").upper()[:12]
+    if series != "INV":  # each series counts on its own
+        legal_entity_id = f"{legal_entity_id}/{series}"
     await session.execute(
         insert_ignore(
             invoice_numbers, session.bind.dialect.name, ["legal_entity_id", "year"]
@@ -41,8 +47,7 @@ async def next_invoice_number(session: AsyncSession, legal_entity_id: str, year:
             .returning(invoice_numbers.c.last_number)
         )
     ).scalar_one()
-    entity = legal_entity_id.removeprefix("le_").upper()[:12]
-    return f"INV-{entity}-{year}-{number:06d}"
+    return f"{series}-{entity}-{year}-{number:06d}"
 
 
 async def write_invoice(

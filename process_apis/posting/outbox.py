@@ -14,6 +14,8 @@
 - **Never twice**: a document is leased to one worker at a time, and ``PostingService``
   resolves ambiguous commits by looking the document up by external_ref.
 
+After each drain it follows the ERP's payments (``PaymentSync``).
+
 Every gateway process on the embedded default runs one (``kick`` wakes it when
 invoices are written), and ``meterline worker`` runs one on its own."""
 
@@ -43,6 +45,8 @@ from tenacity import (
 from canonical import errors
 from canonical.model import Customer, ErpDocument, Invoice
 from canonical.time import utcnow
+from process_apis.audit import audit_actor
+from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import DrainResult, PostingService
 
 __all__ = ["OutboxWorker", "PostingPolicy"]
@@ -89,9 +93,16 @@ def _asked_wait(exc: BaseException | None) -> float:
 
 class OutboxWorker:
     def __init__(
-        self, posting: PostingService, policy: PostingPolicy, *, interval: float = 5.0
+        self,
+        posting: PostingService,
+        policy: PostingPolicy,
+        *,
+        interval: float = 5.0,
+        payments: PaymentSync | None = None,
     ) -> None:
         self._posting = posting
+        # Followed after each drain: the ERP's payments mark invoices paid.
+        self._payments = payments
         self._policy = policy
         self._interval = interval
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -219,6 +230,7 @@ class OutboxWorker:
     async def _loop_forever(self) -> None:
         assert self._wake is not None
         wake = self._wake
+        audit_actor.set("worker")  # this task's own context: what it changes, it did
         while True:
             wake.clear()
             try:
@@ -230,8 +242,12 @@ class OutboxWorker:
                         result.failed,
                         result.pending,
                     )
+                if self._payments is not None and not self.breaker_open():
+                    await self._payments.sync()
             except asyncio.CancelledError:
                 raise
+            except errors.UpstreamError as exc:
+                log.warning("ERP unavailable for the payment sync: %s", exc.detail)
             except Exception:  # a database hiccup must not end the worker
                 log.exception("outbox drain failed; retrying")
             pause = self._interval

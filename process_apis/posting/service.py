@@ -26,7 +26,7 @@ from process_apis.tables import exceptions, invoices, postings
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
 
-__all__ = ["DrainResult", "PostingService", "posting_date"]
+__all__ = ["DrainResult", "PostingService", "document_date", "posting_date"]
 
 log = logging.getLogger("meterline.posting")
 
@@ -36,6 +36,14 @@ def posting_date(period_end: date) -> date:
     booked then, so revenue lands in the month it was earned (accrual basis), and it is
     also their tax point. A closed month therefore refuses the document."""
     return period_end - timedelta(days=1)
+
+
+def document_date(invoice: Invoice) -> date:
+    """The ERP posting date of a document: an invoice books on its period's last day; a
+    memo on the day it was issued (a correction never reopens a closed period)."""
+    if invoice.kind == "invoice":
+        return posting_date(invoice.period_end)
+    return invoice.created_at.date()
 
 
 class DrainResult(msgspec.Struct):
@@ -140,12 +148,12 @@ class PostingService:
             )
         document = ErpInvoice(
             external_ref=invoice.id,
-            kind="invoice",
+            kind=invoice.kind,
             customer_id=invoice.customer_id,
             customer_name=customer.name,
             legal_entity_id=invoice.legal_entity_id,
             currency=invoice.currency,
-            posting_date=posting_date(invoice.period_end),
+            posting_date=document_date(invoice),
             lines=[
                 ErpInvoiceLine(
                     item_code=line.item_code,

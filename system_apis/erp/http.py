@@ -5,11 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 from canonical.errors import NotFound
-from canonical.model import ErpDocument, ErpInvoice, ErpItem, LegalEntity
+from canonical.model import ErpDocument, ErpInvoice, ErpItem, ErpPayment, ErpPaymentIn, LegalEntity
 from system_apis.erp.port import (
     AccountingPeriod,
     DocumentList,
     ErpInvoiceInput,
+    ErpPaymentInput,
+    ErpPaymentList,
     ItemInput,
     ItemList,
     LegalEntityInput,
@@ -18,7 +20,7 @@ from system_apis.erp.port import (
     PeriodStatusInput,
     TrialBalance,
 )
-from system_apis.remote import RemoteSystem, segment
+from system_apis.remote import PAGE_SIZE, RemoteSystem, segment
 
 __all__ = ["HttpErp"]
 
@@ -104,6 +106,23 @@ class HttpErp:
             "/documents",
             type=DocumentList,
             params={"limit": limit, "starting_after": starting_after, "customer_id": customer_id},
+        )
+        return page.data, page.has_more
+
+    async def record_payment(self, payment: ErpPaymentIn) -> ErpPayment:
+        return await self._remote.call(
+            "POST", "/payments", json=ErpPaymentInput.of(payment), type=ErpPayment
+        )
+
+    async def list_payments(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[ErpPayment], bool]:
+        # The contract serves at most PAGE_SIZE a page; ``has_more`` tells the rest.
+        page = await self._remote.call(
+            "GET",
+            "/payments",
+            type=ErpPaymentList,
+            params={"limit": min(limit, PAGE_SIZE), "starting_after": after},
         )
         return page.data, page.has_more
 

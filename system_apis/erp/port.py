@@ -2,7 +2,9 @@
 response and list Structs of its HTTP form (``/system/erp/v1``).
 
 Request Structs state their valid shape in the schema; amounts travel as decimal strings
-(``NonNegativeDecimalString``) and become ``Decimal`` on the way in.
+(``NonNegativeDecimalString``, ``PositiveDecimalString``) and become ``Decimal`` on the way
+in. ``ErpPayment`` and ``ErpPaymentIn`` live in the canonical model (like ``ErpDocument``)
+and are re-exported here with the port that takes them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from canonical.model import (
     ErpInvoice,
     ErpInvoiceLine,
     ErpItem,
+    ErpPayment,
+    ErpPaymentIn,
     LegalEntity,
     NonNegativeDecimalString,
     Page,
+    PositiveDecimalString,
 )
 
 __all__ = [
@@ -34,6 +39,10 @@ __all__ = [
     "DocumentList",
     "ErpInvoiceInput",
     "ErpInvoiceLineInput",
+    "ErpPayment",
+    "ErpPaymentIn",
+    "ErpPaymentInput",
+    "ErpPaymentList",
     "ErpPort",
     "ItemInput",
     "ItemList",
@@ -66,6 +75,9 @@ IsoCurrency = Annotated[
 VatId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]{0,63}$")]
 UsState = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
 ExternalRef = Annotated[str, msgspec.Meta(pattern=r"^[!-~]{1,128}$")]  # printable ASCII
+PaymentMethod = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 CorrelationId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 
 
@@ -153,6 +165,32 @@ class ErpInvoiceInput(Base):
         return cls(**fields)
 
 
+class ErpPaymentInput(Base):
+    """A customer payment to record against an invoice or debit memo of the ERP.
+    Idempotent by ``external_ref``: the same payment again answers the one recorded; a
+    different one under the same ref is refused (409)."""
+
+    external_ref: ExternalRef
+    document_id: Id
+    amount: PositiveDecimalString  # in whole minor units of the currency
+    currency: IsoCurrency
+    received_on: date
+    method: PaymentMethod | None = None
+    reference: Name | None = None
+    correlation_id: CorrelationId | None = None
+
+    def to_canonical(self) -> ErpPaymentIn:
+        fields = msgspec.structs.asdict(self)
+        fields["amount"] = Decimal(self.amount)
+        return ErpPaymentIn(**fields)
+
+    @classmethod
+    def of(cls, payment: ErpPaymentIn) -> ErpPaymentInput:
+        fields = msgspec.structs.asdict(payment)
+        fields["amount"] = format(payment.amount, "f")
+        return cls(**fields)
+
+
 class TrialBalance(Base):
     """Debit minus credit per account; over all accounts it sums to zero."""
 
@@ -174,8 +212,13 @@ class DocumentList(Page, kw_only=True):
     data: list[ErpDocument]
 
 
+class ErpPaymentList(Page, kw_only=True):
+    data: list[ErpPayment]
+
+
 class ErpPort(Protocol):
-    """Legal entities, items, accounting periods, AR documents and their GL journals.
+    """Legal entities, items, accounting periods, AR documents, customer payments and
+    their GL journals.
 
     ``post_invoice`` is idempotent by ``external_ref``. Errors: ``NotFound`` for unknown
     ids; ``BusinessRuleViolation`` with ``code`` ``period_closed``,
@@ -213,6 +256,28 @@ class ErpPort(Protocol):
         starting_after: str | None = None,
         customer_id: str | None = None,
     ) -> tuple[list[ErpDocument], bool]: ...
+
+    async def record_payment(self, payment: ErpPaymentIn) -> ErpPayment:
+        """Records a customer payment against an invoice or debit memo: Dr bank (1000),
+        Cr AR (1200), dated ``received_on``; the document's ``amount_paid`` grows by it.
+
+        Idempotent by ``external_ref``: the same payment again returns the stored one; a
+        different one under that ref is a ``Conflict`` (``external_ref_conflict``).
+        ``NotFound`` (``document_not_found``) for an unknown document;
+        ``BusinessRuleViolation`` with ``code`` ``document_not_payable`` (a credit memo),
+        ``currency_mismatch``, ``overpayment`` (more than the document still owes),
+        ``period_closed`` (the period of ``received_on``), ``amount_not_rounded`` or
+        ``unknown_currency``."""
+        ...
+
+    async def list_payments(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[ErpPayment], bool]:
+        """Payments in the order they were recorded (commit order, so none recorded later
+        can appear before one already seen), the ``limit`` after payment id ``after``,
+        and whether more follow: a poller resumes from the last id it saw. ``NotFound``
+        (``payment_not_found``) when ``after`` is no payment's id."""
+        ...
 
     async def account_balances(
         self, legal_entity_id: str | None = None, currency: str | None = None

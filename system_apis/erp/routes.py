@@ -14,13 +14,15 @@ from litestar.params import Dependency, Parameter
 
 from canonical.access import requires
 from canonical.errors import NotFound
-from canonical.model import ErpDocument, ErpItem, LegalEntity
+from canonical.model import ErpDocument, ErpItem, ErpPayment, LegalEntity
 from system_apis.erp.port import (
     CODE_PATTERN,
     PERIOD_PATTERN,
     AccountingPeriod,
     DocumentList,
     ErpInvoiceInput,
+    ErpPaymentInput,
+    ErpPaymentList,
     ErpPort,
     ItemInput,
     ItemList,
@@ -133,6 +135,26 @@ async def list_documents(
     return DocumentList(data=data, has_more=has_more)
 
 
+@post("/payments", security=WRITE, operation_id="erpRecordPayment", raises=[NotFoundException])
+async def record_payment(erp: Erp, data: ErpPaymentInput) -> ErpPayment:
+    """Record a customer payment against an invoice or debit memo (Dr bank, Cr AR).
+    Idempotent by ``external_ref``: a repeat returns the payment already recorded, another
+    payment under the same ref is refused (409). An unknown document answers 404;
+    overpaying the document, another currency, a credit memo or a closed period of
+    ``received_on`` answer 422."""
+    return await erp.record_payment(data.to_canonical())
+
+
+@get("/payments", security=READ, operation_id="erpListPayments", raises=[NotFoundException])
+async def list_payments(
+    erp: Erp, limit: Limit = 50, starting_after: StartingAfter = None
+) -> ErpPaymentList:
+    """Payments in the order they were recorded: a poller resumes with ``starting_after``
+    set to the last payment id it saw (404 when that is no payment's id)."""
+    data, has_more = await erp.list_payments(after=starting_after, limit=limit)
+    return ErpPaymentList(data=data, has_more=has_more)
+
+
 @get("/trial-balance", security=READ, operation_id="erpTrialBalance")
 async def trial_balance(
     erp: Erp, legal_entity_id: IdFilter = None, currency: CurrencyFilter = None
@@ -157,6 +179,8 @@ router = Router(
         find_document,
         get_document,
         list_documents,
+        record_payment,
+        list_payments,
         trial_balance,
     ],
     tags=["system-erp"],

@@ -1,6 +1,6 @@
 """Fault injection for the reference ERP (system_apis/erp/reference/faults.py): each
-fault kind, seeded repeatability, the ambiguous commit that really commits, maintenance on
-a fake clock, the quota, and the settings string."""
+fault kind, seeded repeatability, the ambiguous commit that really commits (postings and
+payments), maintenance on a fake clock, the quota, and the settings string."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from canonical.errors import (
     SystemThrottled,
     SystemUnavailable,
 )
-from canonical.model import ErpInvoice, ErpInvoiceLine, ErpItem
+from canonical.model import ErpInvoice, ErpInvoiceLine, ErpItem, ErpPaymentIn
 from canonical.persistence import create_engine, session_factory
 from system_apis.erp.port import ErpPort
 from system_apis.erp.reference import ReferenceErp
@@ -44,6 +44,16 @@ def invoice(ref: str = "inv_1") -> ErpInvoice:
     )
 
 
+def payment(document_id: str = "doc_1", ref: str = "bank_1") -> ErpPaymentIn:
+    return ErpPaymentIn(
+        external_ref=ref,
+        document_id=document_id,
+        amount=D("119.00"),
+        currency="EUR",
+        received_on=date(2025, 4, 15),
+    )
+
+
 # One call of every port method: name -> (args, kwargs).
 CALLS = {
     "put_legal_entity": ((SELLER,), {}),
@@ -57,9 +67,13 @@ CALLS = {
     "find_document": (("inv_1",), {}),
     "get_document": (("doc_1",), {}),
     "list_documents": ((), {"limit": 10, "starting_after": None, "customer_id": "cus_a"}),
+    "record_payment": ((payment(),), {}),
+    "list_payments": ((), {"after": "pay_1", "limit": 10}),
     "account_balances": (("le_de", "EUR"), {}),
 }
-READS_AND_MASTER_DATA = [name for name in CALLS if name != "post_invoice"]
+# The writes a caller repeats by external_ref: the only calls whose answer may be lost.
+AMBIGUOUS_WRITES = ["post_invoice", "record_payment"]
+READS_AND_MASTER_DATA = [name for name in CALLS if name not in AMBIGUOUS_WRITES]
 
 
 class FakeErp:
@@ -143,10 +157,16 @@ async def test_inner_errors_pass_unchanged_and_a_failed_post_is_never_ambiguous(
         async def post_invoice(self, invoice):
             raise BusinessRuleViolation("closed", code="period_closed")
 
+        async def record_payment(self, payment):
+            raise BusinessRuleViolation("too much", code="overpayment")
+
     erp = FaultyErp(Refusing(), ErpFaults(ambiguous_rate=1))
     with pytest.raises(BusinessRuleViolation) as caught:
         await erp.post_invoice(invoice())
     assert caught.value.code == "period_closed"
+    with pytest.raises(BusinessRuleViolation) as caught:
+        await erp.record_payment(payment())
+    assert caught.value.code == "overpayment"
     assert erp.stats["ambiguous"] == 0
 
 
@@ -246,16 +266,28 @@ async def test_ambiguous_commit_commits_in_the_erp_and_loses_the_answer(referenc
     assert [d.id for d in documents] == [found.id]
     assert erp.stats["ambiguous"] == 2
 
+    # A payment the same way: committed, answer lost, a resend records nothing new.
+    with pytest.raises(AmbiguousCommit):
+        await erp.record_payment(payment(found.id))
+    recorded, more = await erp.list_payments()
+    assert [p.external_ref for p in recorded] == ["bank_1"] and not more
+    with pytest.raises(AmbiguousCommit):
+        await erp.record_payment(payment(found.id))
+    assert await erp.list_payments() == (recorded, False)
+    assert (await erp.get_document(found.id)).amount_paid == D("119.00")
+    assert erp.stats["ambiguous"] == 4
 
-async def test_ambiguity_strikes_only_postings():
+
+async def test_ambiguity_strikes_only_postings_and_payments():
     inner = FakeErp()
     erp = FaultyErp(inner, ErpFaults(ambiguous_rate=1))
     for name in READS_AND_MASTER_DATA:
         assert (await call(erp, name))[0] == name
-    with pytest.raises(AmbiguousCommit):
-        await call(erp, "post_invoice")
-    assert inner.calls[-1] == "post_invoice"  # the inner ERP did take it
-    assert erp.stats["ambiguous"] == 1
+    for name in AMBIGUOUS_WRITES:
+        with pytest.raises(AmbiguousCommit):
+            await call(erp, name)
+        assert inner.calls[-1] == name  # the inner ERP did take it
+    assert erp.stats["ambiguous"] == len(AMBIGUOUS_WRITES)
 
 
 # --- maintenance ------------------------------------------------------------------------

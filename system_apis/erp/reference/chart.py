@@ -1,11 +1,13 @@
-"""The reference ERP's chart of accounts: the control accounts every AR document touches.
+"""The reference ERP's chart of accounts: the control accounts every AR document and
+every payment touches.
 
 Account classes by first digit: 1 assets, 2 liabilities, 4 revenue. Revenue accounts come
 from the items (``ErpItem.revenue_account``) and must be in class 4, so an item can never
 book to a control account.
 """
 
+BANK = "1000"  # asset: the bank account customer payments arrive on (debit-normal)
 ACCOUNTS_RECEIVABLE = "1200"  # asset: what customers owe (debit-normal)
 TAX_PAYABLE = "2200"  # liability: output tax owed to the authorities (credit-normal)
 
-__all__ = ["ACCOUNTS_RECEIVABLE", "TAX_PAYABLE"]
+__all__ = ["ACCOUNTS_RECEIVABLE", "BANK", "TAX_PAYABLE"]

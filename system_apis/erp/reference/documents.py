@@ -1,5 +1,6 @@
 """AR documents of the reference ERP: input checks, writing a document with its journal
-entry, and reading documents back with their journals."""
+entry, and reading documents back with their journals (the entry that posted each one,
+not the entries of payments against it) and what they have been paid."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from system_apis.erp.reference.tables import (
     documents,
     journal_entries,
     journal_lines,
+    payments,
 )
 
 __all__ = ["check_invoice", "check_text", "insert_document", "is_external_ref", "load_documents"]
@@ -110,12 +112,12 @@ async def insert_document(
         ),
         correlation_id=correlation_id,
         created_at=utcnow(),
+        amount_paid=round_money(Decimal(0), cur),
     )
-    # The document row is the answer's fields but the journal (its own tables), plus
-    # what is paid so far.
+    # The document row is the answer's fields but the journal (its own tables).
     row = msgspec.structs.asdict(document)
     del row["journal"]
-    await s.execute(sa.insert(documents).values(**row, amount_paid=round_money(Decimal(0), cur)))
+    await s.execute(sa.insert(documents).values(**row))
     await s.execute(
         sa.insert(document_lines),
         [
@@ -166,8 +168,12 @@ async def load_documents(s: AsyncSession, *where, limit: int | None = None) -> l
     rows = (await s.execute(query)).all()
     if not rows:
         return []
+    # A payment's entry names the document it settles too: the posting entry is the one
+    # no payment references.
     found = await s.execute(
-        sa.select(journal_entries).where(journal_entries.c.document_id.in_([r.id for r in rows]))
+        sa.select(journal_entries)
+        .outerjoin(payments, payments.c.journal_entry_id == journal_entries.c.id)
+        .where(journal_entries.c.document_id.in_([r.id for r in rows]), payments.c.id.is_(None))
     )
     entries = {e.document_id: e for e in found}
     lines: dict[str, list[JournalLine]] = defaultdict(list)
@@ -204,4 +210,5 @@ def _document(row, entry, lines: list[JournalLine]) -> ErpDocument:
         ),
         correlation_id=row.correlation_id,
         created_at=row.created_at,
+        amount_paid=row.amount_paid,
     )

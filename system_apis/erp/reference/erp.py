@@ -3,6 +3,8 @@
 Posting is idempotent by ``external_ref``: the unique constraint on it decides between
 concurrent posts, and the loser reads back the winner's document. A post holds a shared
 lock on its accounting period row, so closing a period waits for posts in flight.
+Customer payments (``payments.py``) are idempotent by their own ``external_ref`` and
+recorded one at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import correlation
 from canonical.errors import BusinessRuleViolation, InvalidRequest, NotFound
-from canonical.model import ErpDocument, ErpInvoice, ErpItem, LegalEntity
+from canonical.model import ErpDocument, ErpInvoice, ErpItem, ErpPayment, ErpPaymentIn, LegalEntity
 from canonical.money import is_currency
 from canonical.persistence import insert_ignore, upsert
-from canonical.time import Period, utcnow
+from canonical.time import utcnow
 from system_apis.erp.port import (
     CODE_PATTERN,
     REVENUE_ACCOUNT_PATTERN,
@@ -34,6 +36,8 @@ from system_apis.erp.reference.documents import (
     is_external_ref,
     load_documents,
 )
+from system_apis.erp.reference.payments import list_payments, record_payment
+from system_apis.erp.reference.periods import period_of, require_open_period
 from system_apis.erp.reference.tables import (
     customers,
     documents,
@@ -59,15 +63,6 @@ def _require_code(value: str, what: str) -> None:
         raise BusinessRuleViolation(
             f"{what} {value[:80]!r} is not a valid identifier", code="invalid_id"
         )
-
-
-def _period_of(text: str) -> str:
-    try:
-        return str(Period.parse(text))
-    except ValueError:
-        raise InvalidRequest(
-            f"period must be YYYY-MM, got {text[:20]!r}", code="invalid_period"
-        ) from None
 
 
 class ReferenceErp:
@@ -134,7 +129,7 @@ class ReferenceErp:
     async def set_period_status(
         self, legal_entity_id: str, period: str, status: PeriodStatus
     ) -> AccountingPeriod:
-        period = _period_of(period)
+        period = period_of(period)
         if status not in ("open", "closed"):
             raise InvalidRequest("status must be open or closed", code="invalid_field")
         await self.get_legal_entity(legal_entity_id)
@@ -151,7 +146,7 @@ class ReferenceErp:
         return AccountingPeriod(legal_entity_id=legal_entity_id, period=period, status=status)
 
     async def get_period(self, legal_entity_id: str, period: str) -> AccountingPeriod:
-        period = _period_of(period)
+        period = period_of(period)
         await self.get_legal_entity(legal_entity_id)
         async with self._sessions() as s:
             status = (
@@ -194,7 +189,7 @@ class ReferenceErp:
             raise BusinessRuleViolation(
                 f"unknown legal entity {le_id[:80]}", code="unknown_legal_entity"
             )
-        await self._require_open_period(s, le_id, invoice.posting_date)
+        await require_open_period(s, le_id, invoice.posting_date)
         accounts = await self._revenue_accounts(s, {line.item_code for line in invoice.lines})
         _require_code(invoice.customer_id, "customer_id")
         await s.execute(
@@ -205,27 +200,6 @@ class ReferenceErp:
         return await insert_document(
             s, invoice, accounts, invoice.correlation_id or correlation.current()
         )
-
-    async def _require_open_period(self, s: AsyncSession, le_id: str, posting_date) -> None:
-        period = f"{posting_date.year:04d}-{posting_date.month:02d}"
-        # Materialise the period row (open by default) and hold it shared until commit:
-        # a concurrent close (an UPDATE of that row) then waits for this post.
-        await s.execute(
-            insert_ignore(periods, s.bind.dialect.name, ["legal_entity_id", "period"]).values(
-                legal_entity_id=le_id, period=period, status="open", updated_at=utcnow()
-            )
-        )
-        status = (
-            await s.execute(
-                sa.select(periods.c.status)
-                .where(periods.c.legal_entity_id == le_id, periods.c.period == period)
-                .with_for_update(read=True)
-            )
-        ).scalar()
-        if status == "closed":
-            raise BusinessRuleViolation(
-                f"accounting period {period} of {le_id} is closed", code="period_closed"
-            )
 
     async def _revenue_accounts(self, s: AsyncSession, codes: set[str]) -> dict[str, str]:
         valid = [c for c in codes if _is_code(c)]
@@ -272,6 +246,18 @@ class ReferenceErp:
         async with self._sessions() as s:
             found = await load_documents(s, *where, limit=limit + 1)
         return found[:limit], len(found) > limit
+
+    # --- payments --------------------------------------------------------------------
+
+    async def record_payment(self, payment: ErpPaymentIn) -> ErpPayment:
+        return await record_payment(self._sessions, payment)
+
+    async def list_payments(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[ErpPayment], bool]:
+        return await list_payments(self._sessions, after=after, limit=limit)
+
+    # --- the ledger ------------------------------------------------------------------
 
     async def account_balances(
         self, legal_entity_id: str | None = None, currency: str | None = None

@@ -11,8 +11,9 @@ process layer cannot tell the two apart. Per call, in this order:
 3. the ERP's own quota (moving window, ``limits``): ``SystemThrottled`` with
    ``retry_after`` seconds until a slot frees;
 4. ``error_rate``: ``SystemUnavailable``, like a 503;
-5. the inner call; then, for postings only, ``ambiguous_rate``: the document is committed
-   but the answer is lost (``AmbiguousCommit``, like a timed-out POST).
+5. the inner call; then, for postings and payments only (the writes a caller repeats by
+   ``external_ref``), ``ambiguous_rate``: the document or payment is committed but the
+   answer is lost (``AmbiguousCommit``, like a timed-out POST).
 
 With no fault configured a call goes straight to the inner ERP: no sleep, no clock, no
 random draw. Faults come from a compact string (``ErpFaults.parse``), e.g.
@@ -40,7 +41,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from canonical.errors import AmbiguousCommit, SystemThrottled, SystemUnavailable
-from canonical.model import ErpDocument, ErpInvoice, ErpItem, LegalEntity
+from canonical.model import ErpDocument, ErpInvoice, ErpItem, ErpPayment, ErpPaymentIn, LegalEntity
 from canonical.time import as_utc, utcnow
 from system_apis.erp.port import AccountingPeriod, ErpPort, PeriodStatus
 
@@ -81,7 +82,7 @@ class ErpFaults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     error_rate: float = 0  # share of calls answered SystemUnavailable (503)
     quota_per_second: float | None = None  # None: no quota
     maintenance: tuple[MaintenanceWindow, ...] = ()
-    ambiguous_rate: float = 0  # share of postings committed whose answer is then lost
+    ambiguous_rate: float = 0  # share of postings/payments committed, answer then lost
     seed: int | None = None  # for repeatable draws (error, jitter, ambiguity)
 
     def __post_init__(self) -> None:
@@ -238,7 +239,8 @@ class FaultyErp:
             )
 
     def _lose_answer(self, method: str) -> None:
-        """After a committed posting: drop its answer, ``ambiguous_rate`` of the time."""
+        """After a committed posting or payment: drop its answer, ``ambiguous_rate`` of
+        the time."""
         rate = self.faults.ambiguous_rate
         if rate and self._random.random() < rate:
             self.stats["ambiguous"] += 1
@@ -327,6 +329,23 @@ class FaultyErp:
         return await self.inner.list_documents(
             limit=limit, starting_after=starting_after, customer_id=customer_id
         )
+
+    async def record_payment(self, payment: ErpPaymentIn) -> ErpPayment:
+        self.stats["calls"] += 1
+        if self._active:
+            await self._enter()
+        recorded = await self.inner.record_payment(payment)
+        if self._active:
+            self._lose_answer("record_payment")
+        return recorded
+
+    async def list_payments(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[ErpPayment], bool]:
+        self.stats["calls"] += 1
+        if self._active:
+            await self._enter()
+        return await self.inner.list_payments(after=after, limit=limit)
 
     async def account_balances(
         self, legal_entity_id: str | None = None, currency: str | None = None

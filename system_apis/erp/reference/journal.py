@@ -11,6 +11,7 @@ an entry whose debits and credits differ.
     invoice / debit_memo:  Dr 1200 AR (gross)   Cr revenue per item account (net)
                                                 Cr 2200 tax payable (tax)
     credit_memo:           the same with the sides swapped (amounts stay positive)
+    payment:               Dr 1000 bank (amount)  Cr 1200 AR (amount)
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from decimal import Decimal
 from canonical.errors import BusinessRuleViolation
 from canonical.model import JournalLine
 from canonical.money import round_money
-from system_apis.erp.reference.chart import ACCOUNTS_RECEIVABLE, TAX_PAYABLE
+from system_apis.erp.reference.chart import ACCOUNTS_RECEIVABLE, BANK, TAX_PAYABLE
 
-__all__ = ["Posting", "assert_balanced", "build_journal"]
+__all__ = ["Posting", "assert_balanced", "build_journal", "build_payment_journal"]
 
 Posting = tuple[str, Decimal, Decimal]  # (revenue account, net amount, tax amount)
 
@@ -57,6 +58,19 @@ def build_journal(kind: str, currency: str, postings: Iterable[Posting]) -> list
             lines.append(JournalLine(account=account, debit=amount, credit=zero))
         else:
             lines.append(JournalLine(account=account, debit=zero, credit=amount))
+    assert_balanced(lines)
+    return lines
+
+
+def build_payment_journal(currency: str, amount: Decimal) -> list[JournalLine]:
+    """The entry of a customer payment: the cash arrives at the bank and the receivable
+    shrinks by as much. ``amount`` is positive and already rounded."""
+    zero = round_money(Decimal(0), currency)
+    amount = round_money(amount, currency)
+    lines = [
+        JournalLine(account=BANK, debit=amount, credit=zero),
+        JournalLine(account=ACCOUNTS_RECEIVABLE, debit=zero, credit=amount),
+    ]
     assert_balanced(lines)
     return lines
 

@@ -1,9 +1,24 @@
-"""Tables of the reference ERP: legal entities, customers, items, periods, AR documents
-and the general ledger (journal entries and their lines)."""
+"""Tables of the reference ERP: legal entities, customers, items, periods, AR documents,
+customer payments and the general ledger (journal entries and their lines)."""
 
-from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table
+from sqlalchemy import CheckConstraint, Column, Date, ForeignKey, Integer, String, Table
 
 from canonical.persistence import DecimalText, UTCDateTime, new_metadata
+
+__all__ = [
+    "PAYMENT_COUNTER_ID",
+    "customers",
+    "document_lines",
+    "documents",
+    "items",
+    "journal_entries",
+    "journal_lines",
+    "legal_entities",
+    "metadata",
+    "payment_counter",
+    "payments",
+    "periods",
+]
 
 metadata = new_metadata()
 
@@ -92,4 +107,46 @@ journal_lines = Table(
     Column("account", String(32), nullable=False, index=True),
     Column("debit", DecimalText, nullable=False),
     Column("credit", DecimalText, nullable=False),
+)
+
+# A payment's journal entry carries the paid document's id too (it settles that
+# document); the document's own posting entry is the one no payment references.
+payments = Table(
+    "erp_payments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    # Commit order (see payment_counter): the order of ``list_payments``.
+    Column("seq", Integer, nullable=False, unique=True),
+    Column("external_ref", String(128), nullable=False, unique=True),
+    Column("document_id", String(64), ForeignKey("erp_documents.id"), nullable=False, index=True),
+    Column("amount", DecimalText, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("received_on", Date, nullable=False),
+    Column("method", String(64)),
+    Column("reference", String(200)),
+    # What the document had received right after this payment (this one included).
+    Column("document_amount_paid", DecimalText, nullable=False),
+    Column(
+        "journal_entry_id",
+        String(64),
+        ForeignKey("erp_journal_entries.id"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("correlation_id", String(128)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+PAYMENT_COUNTER_ID = 1
+
+# One row (``id = 1``): the last payment ``seq`` handed out. Recording a payment moves
+# it forward first thing in its transaction, so payments are recorded one at a time and
+# their ``seq`` follows commit order without gaps: a reader resuming after a seq it saw
+# can never miss a payment committed later with a smaller one.
+payment_counter = Table(
+    "erp_payment_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    CheckConstraint(f"id = {PAYMENT_COUNTER_ID}", name="single_row"),
 )
