@@ -30,6 +30,8 @@ from gateway.settings import Settings
 from gateway.wiring import Container, build_container
 from process_apis.billing.routes import router as billing_process_router
 from process_apis.exceptions.routes import router as exceptions_router
+from process_apis.lineage.routes import router as lineage_router
+from process_apis.reconciliation.routes import router as reconciliation_router
 from process_apis.usage.routes import router as usage_router
 from system_apis.billing.routes import router as billing_system_router
 from system_apis.crm.routes import router as crm_router
@@ -52,6 +54,8 @@ API_ROUTERS = [
     ("process-usage", usage_router),
     ("process-billing", billing_process_router),
     ("process-exceptions", exceptions_router),
+    ("process-reconciliation", reconciliation_router),
+    ("process-lineage", lineage_router),
     ("experience-portal", portal_router),
     ("gateway-health", health.router),
     ("gateway-oauth", oauth_router),

@@ -184,6 +184,41 @@ def worker(once: bool, ingest: bool | None, ingest_only: bool) -> None:
     _with_container(run)
 
 
+@main.command()
+@click.option("--period", required=True, help="Calendar month, YYYY-MM.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def reconcile(period: str, as_json: bool) -> None:
+    """Reconcile a period: events against invoiced quantities, Meterline documents against
+    the ERP's, ERP journals; each variance is raised as an exception. Exit status 1 when
+    there are variances."""
+    import msgspec
+
+    from canonical.time import Period
+
+    try:
+        month = Period.parse(period)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--period") from exc
+    report = _with_container(lambda container: container.reconciliation.reconcile(month))
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
+    else:
+        s = report.summary
+        click.echo(
+            f"{report.period}: {report.status}: {s.quantities} customer/meter rows, "
+            f"{s.documents} documents ({s.reconciled_documents} reconciled, "
+            f"{s.pending_documents} pending, {s.failed_documents} failed), "
+            f"{s.uninvoiced_subscriptions} subscriptions not invoiced yet"
+        )
+        if report.variances:
+            width = max(len(v.subject) for v in report.variances)
+            click.echo(f"{'KIND':19}  {'SUBJECT':{width}}  DETAIL")
+            for v in report.variances:
+                click.echo(f"{v.kind:19}  {v.subject:{width}}  {v.detail}")
+    if report.variances:
+        raise SystemExit(1)
+
+
 @main.group()
 def audit() -> None:
     """The hash-chained audit log of state changes."""

@@ -29,6 +29,7 @@ from process_apis.exceptions.workbench import ExceptionWorkbench
 from process_apis.idempotency import DatabaseIdempotencyStore, IdempotencyStore
 from process_apis.invoices.lifecycle import InvoiceLifecycle
 from process_apis.invoices.store import InvoiceStore
+from process_apis.lineage.service import LineageService
 from process_apis.posting.outbox import OutboxWorker, PostingPolicy
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import PostingService
@@ -81,6 +82,7 @@ class Container(msgspec.Struct, kw_only=True):
     workbench: ExceptionWorkbench
     audit: AuditLog
     lifecycle: InvoiceLifecycle
+    lineage: LineageService
     portal: PortalService
     clients: ClientRegistry
     keyring: KeyRing
@@ -112,6 +114,7 @@ class Container(msgspec.Struct, kw_only=True):
             "reconciliation",
             "workbench",
             "lifecycle",
+            "lineage",
             "portal",
             "settings",
             "keyring",
@@ -318,6 +321,7 @@ def build_container(settings: Settings) -> Container:
         reconciliation=ReconciliationService(sessions, erp, billing, crm),
         billing_runner=billing_runner,
         audit=AuditLog(sessions),
+        lineage=LineageService(sessions, erp),
         lifecycle=InvoiceLifecycle(
             sessions, wake_outbox=outbox.kick if settings.worker_in_process else lambda: None
         ),

@@ -36,8 +36,18 @@ usage_events = Table(
     # 1 when the event's period was already invoiced at receipt: billing corrects that
     # invoice with a memo instead of leaving the event unbilled.
     Column("adjustment", Integer, nullable=False, server_default="0"),
+    # The memo that corrected the invoice for this late event (adjustment 2: done).
+    Column("corrected_by", String(64)),
     UniqueConstraint("source", "event_id", name="uq_usage_events_source_event_id"),
     Index("ix_usage_events_customer_type_time", "customer_id", "event_type", "timestamp"),
+    Index("ix_usage_events_correlation_id", "correlation_id"),
+    # Late events waiting for a correction: a handful, so a small partial index.
+    Index(
+        "ix_usage_events_late",
+        "timestamp",
+        sqlite_where=text("adjustment = 1"),
+        postgresql_where=text("adjustment = 1"),
+    ),
 )
 
 idempotency_keys = Table(

@@ -21,9 +21,6 @@ invoices are written), and ``meterline worker`` runs one on its own."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import contextvars
 import logging
 import os
 import socket
@@ -45,7 +42,7 @@ from tenacity import (
 from canonical import errors
 from canonical.model import Customer, ErpDocument, Invoice
 from canonical.time import utcnow
-from process_apis.audit import audit_actor
+from process_apis.background import BackgroundLoop
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import DrainResult, PostingService
 
@@ -91,7 +88,9 @@ def _asked_wait(exc: BaseException | None) -> float:
     return getattr(exc, "retry_after", None) or 0.0
 
 
-class OutboxWorker:
+class OutboxWorker(BackgroundLoop):
+    name = "outbox-worker"
+
     def __init__(
         self,
         posting: PostingService,
@@ -100,11 +99,11 @@ class OutboxWorker:
         interval: float = 5.0,
         payments: PaymentSync | None = None,
     ) -> None:
+        super().__init__(interval=interval)
         self._posting = posting
         # Followed after each drain: the ERP's payments mark invoices paid.
         self._payments = payments
         self._policy = policy
-        self._interval = interval
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Calls evenly spaced, no burst: an ERP counting its quota over any moving
         # second never sees more than it allows.
@@ -120,9 +119,6 @@ class OutboxWorker:
             ],
         )
         self._open_until = 0.0  # monotonic time before which the breaker is known open
-        self._task: asyncio.Task | None = None
-        self._wake: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- draining --------------------------------------------------------------------------
 
@@ -130,7 +126,7 @@ class OutboxWorker:
         """Post what is due now, until nothing is or the breaker opens."""
         result = DrainResult()
         customers: dict[str, Customer] = {}
-        while not self.breaker_open():
+        while not self.breaker_open() and not self.stopping:
             due = await self._posting.due(self._policy.batch)
             if not due:
                 break
@@ -138,7 +134,7 @@ class OutboxWorker:
             if not claimed:
                 break
             for invoice in claimed:
-                if self.breaker_open():
+                if self.breaker_open() or self.stopping:
                     # Leave the rest for after the pause, without counting an attempt.
                     await self._posting.defer(
                         invoice.id, "ERP circuit open", self._reopens_at(), attempts=0
@@ -212,55 +208,22 @@ class OutboxWorker:
 
     # -- running in the background ---------------------------------------------------------
 
-    def kick(self) -> None:
-        """Start the worker in this event loop if needed, and have it drain now."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._task is None or self._task.done():
-            self._loop, self._wake = loop, asyncio.Event()
-            self._task = asyncio.create_task(
-                self._loop_forever(),
-                name="outbox-worker",
-                # Not the context of the request that woke it: its client and
-                # correlation ID belong to that request, not to the work that follows.
-                context=contextvars.Context(),
+    async def round(self) -> None:
+        result = await self.drain()
+        if result.posted or result.failed or result.pending:
+            log.info(
+                "outbox: posted=%s failed=%s pending=%s",
+                result.posted,
+                result.failed,
+                result.pending,
             )
-        assert self._wake is not None
-        self._wake.set()
-
-    async def _loop_forever(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
-        audit_actor.set("worker")  # this task's own context: what it changes, it did
-        while True:
-            wake.clear()
+        if self._payments is not None and not self.breaker_open() and not self.stopping:
             try:
-                result = await self.drain()
-                if result.posted or result.failed or result.pending:
-                    log.info(
-                        "outbox: posted=%s failed=%s pending=%s",
-                        result.posted,
-                        result.failed,
-                        result.pending,
-                    )
-                if self._payments is not None and not self.breaker_open():
-                    await self._payments.sync()
-            except asyncio.CancelledError:
-                raise
+                await self._payments.sync()
             except errors.UpstreamError as exc:
                 log.warning("ERP unavailable for the payment sync: %s", exc.detail)
-            except Exception:  # a database hiccup must not end the worker
-                log.exception("outbox drain failed; retrying")
-            pause = self._interval
-            if self.breaker_open():
-                pause = min(pause, self._open_until - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), max(0.05, pause))
 
-    async def aclose(self) -> None:
-        """Stop; a document in flight keeps its lease until it runs out."""
-        task, self._task = self._task, None
-        if task is None or self._loop is not asyncio.get_running_loop():
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def pause(self) -> float:
+        if self.breaker_open():  # try again as soon as the breaker lets a call through
+            return min(self._interval, self._open_until - time.monotonic())
+        return self._interval

@@ -1,0 +1,294 @@
+"""Lineage: from any record back to what caused it, and forward to what it became.
+
+- **By correlation ID**: every record a request causes carries its correlation ID (usage
+  events, billing runs, invoices and memos, outbox rows, ERP documents, exceptions,
+  audit entries). ``trace`` gathers them and follows the chain forward: from events to
+  the documents that bill them (same customer, period and event type), from documents
+  to their outbox rows and ERP documents.
+- **From an invoice line to its source events**: ``line_events`` lists, a page at a time,
+  the stored events a usage line stands for: the customer's matched events of the line's
+  event type within the document's period that were there when the invoice was made
+  (late events are not), or, for a memo's line, the late events it corrected.
+
+Lists in a trace are capped (``TRACE_LIMIT``) and say so; the line drill-down pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from canonical import errors
+from canonical.time import Period
+from process_apis.audit import AuditLog
+from process_apis.lineage.views import (
+    CorrelationTrace,
+    DocumentRef,
+    ErpDocumentRef,
+    EventRef,
+    ExceptionRef,
+    PostingRef,
+    RunRef,
+    TracedAudit,
+    TracedDocuments,
+    TracedErpDocuments,
+    TracedEvents,
+    TracedExceptions,
+    TracedPostings,
+    TracedRuns,
+)
+from process_apis.tables import (
+    billing_runs,
+    exceptions,
+    invoice_lines,
+    invoices,
+    postings,
+    usage_events,
+)
+from system_apis.erp.port import ErpPort
+
+__all__ = ["TRACE_LIMIT", "LineageService"]
+
+TRACE_LIMIT = 100
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _event(row) -> EventRef:
+    return EventRef(
+        source=row.source,
+        id=row.event_id,
+        event_type=row.event_type,
+        customer_id=row.customer_id,
+        timestamp=row.timestamp,
+        received_at=row.received_at,
+        correlation_id=row.correlation_id,
+        matched=bool(row.matched),
+        adjustment=bool(row.adjustment),
+        seq=row.seq,
+    )
+
+
+def _document(row) -> DocumentRef:
+    return DocumentRef(
+        id=row.id,
+        number=row.number,
+        kind=row.kind,
+        status=row.status,
+        customer_id=row.customer_id,
+        period=str(Period(row.period_start.year, row.period_start.month)),
+        total=row.total,
+        currency=row.currency,
+        run_id=row.run_id,
+        erp_document_id=row.erp_document_id,
+        correlation_id=row.correlation_id,
+    )
+
+
+def _listed(kind, rows: list[Any], convert):
+    """``kind`` of the first TRACE_LIMIT rows, converted, saying whether more exist."""
+    return kind(data=[convert(r) for r in rows[:TRACE_LIMIT]], truncated=len(rows) > TRACE_LIMIT)
+
+
+class LineageService:
+    def __init__(self, sessions: async_sessionmaker, erp: ErpPort) -> None:
+        self._sessions = sessions
+        self._erp = erp
+        self._audit = AuditLog(sessions)
+
+    async def trace(self, correlation_id: str) -> CorrelationTrace:
+        cap = TRACE_LIMIT + 1
+        async with self._sessions() as session:
+            events = (
+                await session.execute(
+                    sa.select(usage_events)
+                    .where(usage_events.c.correlation_id == correlation_id)
+                    .order_by(usage_events.c.seq)
+                    .limit(cap)
+                )
+            ).all()
+            event_count = len(events)
+            if event_count == cap:
+                event_count = (
+                    await session.execute(
+                        sa.select(sa.func.count()).where(
+                            usage_events.c.correlation_id == correlation_id
+                        )
+                    )
+                ).scalar_one()
+            runs = (
+                await session.execute(
+                    sa.select(billing_runs)
+                    .where(billing_runs.c.correlation_id == correlation_id)
+                    .order_by(billing_runs.c.id)
+                    .limit(cap)
+                )
+            ).all()
+            documents = (
+                await session.execute(
+                    sa.select(invoices)
+                    .where(invoices.c.correlation_id == correlation_id)
+                    .order_by(invoices.c.id)
+                    .limit(cap)
+                )
+            ).all()
+            billing = await self._billing_documents(session, events)
+            found_exceptions = (
+                await session.execute(
+                    sa.select(exceptions)
+                    .where(exceptions.c.correlation_id == correlation_id)
+                    .order_by(exceptions.c.id)
+                    .limit(cap)
+                )
+            ).all()
+            document_ids = [d.id for d in documents] + [d.id for d in billing]
+            outbox = (
+                await session.execute(
+                    sa.select(postings)
+                    .where(postings.c.invoice_id.in_(document_ids[: 2 * TRACE_LIMIT]))
+                    .order_by(postings.c.invoice_id)
+                )
+            ).all()
+        audit, more_audit = await self._audit.list(correlation_id=correlation_id, limit=TRACE_LIMIT)
+        erp_documents = []
+        for document_id in dict.fromkeys(document_ids[:TRACE_LIMIT]):
+            found = await self._erp.find_document(document_id)
+            if found is not None:
+                erp_documents.append(
+                    ErpDocumentRef(
+                        id=found.id,
+                        external_ref=found.external_ref,
+                        kind=found.kind,
+                        posting_date=found.posting_date,
+                        total=found.total,
+                        currency=found.currency,
+                        amount_paid=found.amount_paid,
+                        journal_entry_id=found.journal.id,
+                        correlation_id=found.correlation_id,
+                    )
+                )
+        return CorrelationTrace(
+            correlation_id=correlation_id,
+            event_count=event_count,
+            events=_listed(TracedEvents, events, _event),
+            runs=_listed(
+                TracedRuns,
+                runs,
+                lambda r: RunRef(
+                    id=r.id, period=r.period, status=r.status, created_at=r.created_at
+                ),
+            ),
+            documents=_listed(TracedDocuments, documents, _document),
+            billed_in=_listed(TracedDocuments, billing, _document),
+            postings=_listed(
+                TracedPostings,
+                outbox,
+                lambda p: PostingRef(
+                    invoice_id=p.invoice_id,
+                    status=p.status,
+                    attempts=p.attempts,
+                    erp_document_id=p.erp_document_id,
+                    last_error=p.last_error,
+                ),
+            ),
+            erp_documents=TracedErpDocuments(
+                data=erp_documents, truncated=len(document_ids) > TRACE_LIMIT
+            ),
+            exceptions=_listed(
+                TracedExceptions,
+                found_exceptions,
+                lambda e: ExceptionRef(id=e.id, kind=e.kind, status=e.status, detail=e.detail),
+            ),
+            audit=TracedAudit(data=audit, truncated=more_audit),
+        )
+
+    async def _billing_documents(self, session, events) -> list[Any]:
+        """The documents billing these events: same customer, period and event type."""
+        keys = {
+            (e.customer_id, date(e.timestamp.year, e.timestamp.month, 1), e.event_type)
+            for e in events
+            if e.matched
+        }
+        if not keys:
+            return []
+        customers = sorted({k[0] for k in keys})
+        rows = (
+            await session.execute(
+                sa.select(invoices, invoice_lines.c.event_type)
+                .join(invoice_lines, invoice_lines.c.invoice_id == invoices.c.id)
+                .where(
+                    invoices.c.customer_id.in_(customers),
+                    invoices.c.period_start.in_(sorted({k[1] for k in keys})),
+                    invoice_lines.c.event_type.in_(sorted({k[2] for k in keys})),
+                )
+                .order_by(invoices.c.id)
+            )
+        ).all()
+        seen: dict[str, Any] = {}
+        for row in rows:
+            if (row.customer_id, row.period_start, row.event_type) in keys:
+                seen.setdefault(row.id, row)
+        return list(seen.values())
+
+    async def line_events(
+        self, invoice_id: str, line_id: str, *, limit: int, starting_after: int | None
+    ) -> tuple[list[EventRef], bool]:
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    sa.select(
+                        invoices.c.kind,
+                        invoices.c.customer_id,
+                        invoices.c.period_start,
+                        invoices.c.period_end,
+                        invoice_lines.c.event_type,
+                    )
+                    .join(invoice_lines, invoice_lines.c.invoice_id == invoices.c.id)
+                    .where(invoices.c.id == invoice_id, invoice_lines.c.id == line_id)
+                )
+            ).first()
+            if found is None:
+                raise errors.NotFound(f"invoice {invoice_id} has no line {line_id}")
+            if found.event_type is None:  # a flat fee or minimum: no events behind it
+                return [], False
+            query = (
+                sa.select(usage_events)
+                .where(
+                    usage_events.c.customer_id == found.customer_id,
+                    usage_events.c.event_type == found.event_type,
+                    usage_events.c.timestamp >= _midnight(found.period_start),
+                    usage_events.c.timestamp < _midnight(found.period_end),
+                    usage_events.c.matched == 1,
+                    # An invoice bills the events there were when it was made; a memo
+                    # the late ones it corrected.
+                    usage_events.c.adjustment == 0
+                    if found.kind == "invoice"
+                    else usage_events.c.corrected_by == invoice_id,
+                )
+                # Index order (customer, event type, time, then the row), so a page never
+                # sorts the customer's month.
+                .order_by(usage_events.c.timestamp, usage_events.c.seq)
+                .limit(limit + 1)
+            )
+            if starting_after is not None:
+                after = (
+                    await session.execute(
+                        sa.select(usage_events.c.timestamp).where(
+                            usage_events.c.seq == starting_after
+                        )
+                    )
+                ).scalar_one_or_none()
+                if after is None:
+                    raise errors.InvalidRequest(
+                        f"starting_after={starting_after} is no event's seq", code="invalid_cursor"
+                    )
+                query = query.where(
+                    sa.tuple_(usage_events.c.timestamp, usage_events.c.seq)
+                    > sa.tuple_(sa.literal(after, usage_events.c.timestamp.type), starting_after)
+                )
+            rows = (await session.execute(query)).all()
+        return [_event(r) for r in rows[:limit]], len(rows) > limit

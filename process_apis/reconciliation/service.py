@@ -1,0 +1,96 @@
+"""Reconciliation of a billing period (architecture §5 step 7, ADR 0009): per customer
+and meter, the stored events against the invoiced quantities; per document, Meterline's
+totals against the ERP's; the ERP's journals and ledgers balanced.
+
+Every variance found is raised as a ``reconciliation_variance`` exception (one per
+subject: ``<period>:<customer>:<meter>``, ``<period>:<document id>`` or
+``<period>:ledger:<legal entity>:<currency>``), so finance sees it in
+``/process/exceptions/v1`` with the figures; an open one of the period that the next
+reconciliation no longer finds is closed. Reconciling is therefore safe to repeat (a
+variance still there counts one more occurrence) and its report is always the state of
+now, not a stored snapshot."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from canonical.time import Period, utcnow
+from process_apis.exceptions.service import ExceptionService, raise_exceptions
+from process_apis.reconciliation.documents import DocumentCheck
+from process_apis.reconciliation.quantities import QuantityCheck
+from process_apis.reconciliation.report import (
+    ReconciliationReport,
+    ReconciliationSummary,
+    ReconciliationVariance,
+)
+from system_apis.billing.port import BillingPort
+from system_apis.crm.port import CrmPort
+from system_apis.erp.port import ErpPort
+
+__all__ = ["EXCEPTION_KIND", "ReconciliationService"]
+
+EXCEPTION_KIND = "reconciliation_variance"
+_DETAIL_MAX = 1000  # the exceptions table's detail column
+
+
+class ReconciliationService:
+    def __init__(
+        self, sessions: async_sessionmaker, erp: ErpPort, billing: BillingPort, crm: CrmPort
+    ) -> None:
+        self._sessions = sessions
+        self._quantities = QuantityCheck(sessions, crm, billing)
+        self._documents = DocumentCheck(sessions, erp)
+        self._exceptions = ExceptionService(sessions)
+
+    async def reconcile(self, period: Period) -> ReconciliationReport:
+        """Reconcile ``period`` now, raise its variances as exceptions and close those
+        that are gone; returns the report."""
+        generated_at = utcnow()
+        quantities = await self._quantities.run(period)
+        documents = await self._documents.run(period)
+        variances = sorted(
+            quantities.variances + documents.variances, key=lambda v: (v.subject, v.kind)
+        )
+        await self._record(period, variances)
+        statuses = [row.status for row in documents.rows]
+        return ReconciliationReport(
+            object="reconciliation",
+            period=str(period),
+            status="variances" if variances else "balanced",
+            generated_at=generated_at,
+            summary=ReconciliationSummary(
+                quantities=len(quantities.rows),
+                documents=len(documents.rows),
+                reconciled_documents=statuses.count("reconciled"),
+                pending_documents=statuses.count("pending"),
+                failed_documents=statuses.count("failed"),
+                uninvoiced_subscriptions=len(quantities.uninvoiced),
+                variances=len(variances),
+            ),
+            quantities=quantities.rows,
+            documents=documents.rows,
+            ledgers=documents.ledgers,
+            uninvoiced=quantities.uninvoiced,
+            variances=variances,
+        )
+
+    async def _record(self, period: Period, variances: list[ReconciliationVariance]) -> None:
+        found = [
+            (
+                v.subject,
+                v.detail[:_DETAIL_MAX],
+                {**v.context, "variance": v.kind},
+                1,
+            )
+            for v in variances
+        ]
+        if found:
+            async with self._sessions.begin() as session:
+                await raise_exceptions(session, EXCEPTION_KIND, found)
+        prefix = f"{period}:"
+        gone = {
+            subject
+            for subject in await self._exceptions.open_subjects(EXCEPTION_KIND)
+            if subject.startswith(prefix)
+        } - {v.subject for v in variances}
+        await self._exceptions.resolve_subjects(EXCEPTION_KIND, gone)
