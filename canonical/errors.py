@@ -129,9 +129,7 @@ class SystemUnavailable(UpstreamError):
     title = "Wrapped system unavailable"
     transient = True
 
-    def __init__(
-        self, detail: str = "", *, retry_after: float | None = None, **extra: Any
-    ) -> None:
+    def __init__(self, detail: str = "", *, retry_after: float | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
         # Seconds the system said it stays down (a 503's Retry-After, a maintenance
         # window's end); None when it did not say.

@@ -6,7 +6,6 @@ authentication and scopes → rate limits → handlers; every error leaves as pr
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 
 from litestar import Litestar, Router
@@ -22,8 +21,9 @@ from gateway import health, openapi_routes
 from gateway.auth.middleware import PUBLIC, AuthenticationMiddleware, requirement_of
 from gateway.auth.routes import router as oauth_router
 from gateway.auth.server import TOKEN_PATH
-from gateway.correlation import CorrelationLogFilter, CorrelationMiddleware
+from gateway.correlation import CorrelationMiddleware
 from gateway.edge import JsonBodyMiddleware, SecurityHeadersMiddleware, check_issuer
+from gateway.logs import configure_logging
 from gateway.problems import exception_handlers
 from gateway.rate_limit import RateLimitMiddleware
 from gateway.settings import Settings
@@ -73,20 +73,6 @@ CORS_EXPOSE_HEADERS = [
 ]
 
 VERSION = "1.0.0"
-
-
-def _configure_logging(level: str) -> None:
-    root = logging.getLogger("meterline")
-    if not any(isinstance(f, CorrelationLogFilter) for h in root.handlers for f in h.filters):
-        handler = logging.StreamHandler()
-        handler.addFilter(CorrelationLogFilter())
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
-            )
-        )
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def _fix_allow_on_options(app: Litestar) -> None:
@@ -148,7 +134,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     settings = settings or Settings.from_env()
     check_issuer(settings)
     container = container or build_container(settings)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     cors_origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
     async def close_container() -> None:

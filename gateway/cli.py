@@ -130,7 +130,10 @@ def worker(once: bool, ingest: bool | None, ingest_only: bool) -> None:
     ingest backbone, also store the batches gateways put on the stream. Run gateways with
     METERLINE_WORKER_IN_PROCESS=false to leave this work to workers; how often idle loops
     look for work is METERLINE_WORKER_INTERVAL_SECONDS."""
+    from gateway.logs import configure_logging
+
     settings = Settings.from_env()
+    configure_logging(settings.log_level)  # what the loops do, with correlation IDs
     streams = settings.ingest_backbone == "redis-streams"
     if ingest_only:
         ingest = True

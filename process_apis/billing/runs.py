@@ -1,13 +1,19 @@
 """Billing runs: for a calendar month (and optionally some customers), bill every active
-subscription not billed yet, one by one (process_apis/billing/invoicing.py).
+subscription not billed yet (process_apis/billing/invoicing.py), a chunk at a time: the
+chunk's usage is aggregated in SQL at once, each subscription is rated and taxed, and
+their invoices are written in batches, many to a transaction.
 
 A run is asynchronous and resumable. ``start`` records it ``queued``; a runner (the
 ``BillingRunner`` of a gateway or worker process, or the CLI inline) ``execute``s it
 while holding a lease it renews. If the process dies, the lease runs out and another
 runner resumes the run from the beginning: subscriptions it already billed are found
 by their invoices (which carry the run id) and skipped, and the unique index on
-invoices turns any write racing it into a no-op, so nothing is billed twice. Re-running
-a period (a new run) bills only what no run has billed.
+invoices turns any write racing it into a no-op, so nothing is billed twice. A batch is
+one transaction: a runner dying mid-batch leaves none of it, and the resumed run bills
+those subscriptions again. Batches hold about a fiftieth of the run (1 to 200
+subscriptions), so a small run still commits invoice by invoice and a large one pays a
+transaction per 200. Progress is saved after the batch it counts is committed.
+Re-running a period (a new run) bills only what no run has billed.
 
 Posting is not part of the run: each invoice is written with its outbox row, and the
 outbox worker posts it; the run's posted/pending/failed counts are read from the outbox.
@@ -15,6 +21,7 @@ outbox worker posts it; the run's posted/pending/failed counts are read from the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Literal
@@ -27,7 +34,8 @@ from canonical import correlation, errors
 from canonical.ids import new_id
 from canonical.model import Base, Subscription
 from canonical.time import Period, utcnow
-from process_apis.billing.invoicing import RunMasterData, SubscriptionBiller
+from process_apis.billing.corrections import Corrections
+from process_apis.billing.invoicing import Draft, RunMasterData, SubscriptionBiller, Usage
 from process_apis.exceptions.service import ExceptionService, raise_exception
 from process_apis.paging import fetch_page
 from process_apis.tables import billing_runs, invoices, postings
@@ -46,6 +54,10 @@ _ID_CHUNK = 1000
 # Progress is saved (and the lease renewed) after this many subscriptions or seconds.
 _PROGRESS_EVERY = 200
 _PROGRESS_SECONDS = 2.0
+# Subscriptions whose usage is aggregated together (a few grouped queries per window and
+# event type), and the most whose invoices share a transaction.
+_CHUNK = 2000
+_BATCH = 200
 
 RunStatus = Literal["queued", "running", "completed", "failed"]
 # Errors that hold one subscription (raised as an exception for finance) rather than
@@ -64,6 +76,7 @@ class RunCounts(Base):
     invoiced: int = 0  # documents this run wrote
     skipped: int = 0  # already billed by an earlier run, or nothing to bill
     held: int = 0  # billing raised an exception for finance (see /process/exceptions)
+    corrected: int = 0  # memos issued for late usage of periods already invoiced
     posted: int = 0  # of this run's documents, posted to the ERP
     pending: int = 0  # ... waiting in the outbox
     failed: int = 0  # ... whose posting failed for good (an exception says why)
@@ -89,6 +102,24 @@ class _Progress(msgspec.Struct):
     invoiced: int = 0
     skipped: int = 0
     held: int = 0
+    corrected: int = 0
+
+
+class _Run(msgspec.Struct, kw_only=True):
+    """A run while it executes."""
+
+    id: str
+    period: Period
+    subscriptions: list[Subscription]
+    masters: RunMasterData
+    billed: dict[str, str | None]  # subscription -> the run that billed it ("": unknown)
+    held_before: set[str]  # billing_failed exceptions open when the run started
+    late: set[str]  # customers with late usage for the period, corrected by memos
+    progress: _Progress
+    batch: int  # subscriptions drafted concurrently and written in one transaction
+    renew_every: timedelta
+    saved_at: datetime
+    saved_rated: int = 0
 
 
 class BillingRunService:
@@ -110,6 +141,7 @@ class BillingRunService:
         self._usage = usage
         self._biller = SubscriptionBiller(sessions, billing, tax)
         self._exceptions = ExceptionService(sessions)
+        self._corrections = Corrections(sessions, self._biller)
         self.lease = lease
 
     # -- reading -------------------------------------------------------------------------
@@ -200,46 +232,100 @@ class BillingRunService:
         return True
 
     async def _execute(self, row, owner: str) -> None:
+        run = await self._prepare(row)
+        subscriptions = run.subscriptions
+        chunks = [subscriptions[i : i + _CHUNK] for i in range(0, len(subscriptions), _CHUNK)]
+        usage = self._biller.usage_ahead(chunks, run.period, run.masters, set(run.billed))
+        async with contextlib.aclosing(usage) as chunks_with_usage:
+            async for chunk, quantities in chunks_with_usage:
+                for i in range(0, len(chunk), run.batch):
+                    await self._bill(run, chunk[i : i + run.batch], quantities)
+                    if run.progress.rated - run.saved_rated >= _PROGRESS_EVERY or (
+                        utcnow() - run.saved_at > run.renew_every
+                    ):
+                        await self._save(run.id, owner, run.progress)
+                        run.saved_at, run.saved_rated = utcnow(), run.progress.rated
+        await self._save(run.id, owner, run.progress)
+        await self._finish(run.id, owner, "completed", None)
+
+    async def _prepare(self, row) -> _Run:
+        """The run's scope and what it reads once: subscriptions, master data, what is
+        billed already and which subscriptions are held."""
         period = Period.parse(row.period)
-        progress = _Progress()
         await self._usage.rematch()
         subscriptions = await self._crm.subscriptions_active_between(
             period.first_day, period.end.date(), row.customer_ids
         )
-        progress.subscriptions = len(subscriptions)
         masters = RunMasterData(
             self._crm, self._billing, self._erp, await self._billing.list_meters()
         )
+        if row.customer_ids is None:
+            await masters.load_customers({s.customer_id for s in subscriptions})
         billed = await self._billed_subscriptions([s.id for s in subscriptions], period)
-        held_before = await self._exceptions.open_subjects("billing_failed")
-        progress.invoiced = sum(1 for run in billed.values() if run == row.id)
-        # Renewed well before it runs out, so that a live runner is never taken over.
-        renew_every = min(timedelta(seconds=_PROGRESS_SECONDS), self.lease / 3)
-        saved_at = utcnow()
-        for n, subscription in enumerate(subscriptions, start=1):
-            progress.rated += 1
-            by = billed.get(subscription.id)
-            if by == row.id:
-                pass  # billed by this run before it was resumed: counted above
+        progress = _Progress(
+            subscriptions=len(subscriptions),
+            invoiced=sum(1 for run in billed.values() if run == row.id),
+        )
+        return _Run(
+            id=row.id,
+            period=period,
+            subscriptions=subscriptions,
+            masters=masters,
+            billed=billed,
+            held_before=await self._exceptions.open_subjects("billing_failed"),
+            late=await self._corrections.pending(period),
+            progress=progress,
+            batch=max(1, min(_BATCH, len(subscriptions) // 50)),
+            # Renewed well before it runs out, so that a live runner is never taken over.
+            renew_every=min(timedelta(seconds=_PROGRESS_SECONDS), self.lease / 3),
+            saved_at=utcnow(),
+        )
+
+    async def _bill(self, run: _Run, batch: list[Subscription], usage: Usage) -> None:
+        """Draft a batch's subscriptions (concurrently), hold those that cannot be
+        billed, and write the others' invoices in one transaction."""
+        todo = [s for s in batch if s.id not in run.billed]
+        drafted = await self._biller.draft_many(run.id, todo, run.period, run.masters, usage)
+        pending: list[tuple[Subscription, list[Draft]]] = []
+        for subscription in batch:
+            run.progress.rated += 1
+            by = run.billed.get(subscription.id)
+            if by == run.id:
+                pass  # billed by this run before it was resumed: counted at the start
+            elif by is not None and subscription.customer_id in run.late:
+                await self._correct(run, subscription)
             elif by is not None:
-                progress.skipped += 1
+                run.progress.skipped += 1
+            elif isinstance(outcome := drafted[subscription.id], _HOLDS):
+                run.progress.held += 1
+                await self._hold(subscription, run.period, outcome)
+            elif isinstance(outcome, Exception):
+                raise outcome
             else:
-                try:
-                    created = await self._biller.invoice(row.id, subscription, period, masters)
-                except _HOLDS as exc:
-                    progress.held += 1
-                    await self._hold(subscription, period, exc)
-                else:
-                    progress.invoiced += created
-                    progress.skipped += 0 if created else 1
-                    hold = f"{subscription.id}:{period}"
-                    if hold in held_before:  # held by an earlier run: billed now
-                        await self._exceptions.resolve_subjects("billing_failed", {hold})
-            if n % _PROGRESS_EVERY == 0 or utcnow() - saved_at > renew_every:
-                await self._save(row.id, owner, progress)
-                saved_at = utcnow()
-        await self._save(row.id, owner, progress)
-        await self._finish(row.id, owner, "completed", None)
+                pending.append((subscription, outcome))
+        if not pending:
+            return
+        with_drafts = [drafts for _, drafts in pending if drafts]
+        created = iter(await self._biller.write(with_drafts) if with_drafts else [])
+        for _, drafts in pending:
+            count = next(created) if drafts else 0  # no drafts: nothing to bill
+            run.progress.invoiced += count
+            run.progress.skipped += 0 if count else 1
+        # Held by an earlier run: billed now (or found to have nothing to bill).
+        holds = {f"{s.id}:{run.period}" for s, _ in pending} & run.held_before
+        if holds:
+            await self._exceptions.resolve_subjects("billing_failed", holds)
+
+    async def _correct(self, run: _Run, subscription: Subscription) -> None:
+        """Memos for the late usage of a subscription already invoiced for the period."""
+        try:
+            memos = await self._corrections.correct(run.id, subscription, run.period, run.masters)
+        except _HOLDS as exc:
+            run.progress.held += 1
+            await self._hold(subscription, run.period, exc)
+            return
+        run.progress.corrected += len(memos)
+        run.progress.skipped += 0 if memos else 1
 
     async def _claim(self, run_id: str, owner: str):
         now = utcnow()

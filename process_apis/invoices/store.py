@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -18,7 +18,13 @@ from canonical.time import utcnow
 from process_apis.paging import equal_to, fetch_page
 from process_apis.tables import invoice_lines, invoice_numbers, invoices, postings
 
-__all__ = ["InvoiceStore", "next_invoice_number", "write_invoice"]
+__all__ = [
+    "InvoiceStore",
+    "next_invoice_number",
+    "next_invoice_numbers",
+    "write_invoice",
+    "write_invoices",
+]
 
 
 async def next_invoice_number(
@@ -28,6 +34,14 @@ async def next_invoice_number(
     (``INV-<LE>-2026-000042``; credit memos ``CN-...``, debit memos ``DN-...``).
 
     The UPDATE takes the row lock, so concurrent runs never share a number."""
+    return (await next_invoice_numbers(session, legal_entity_id, year, 1, series))[0]
+
+
+async def next_invoice_numbers(
+    session: AsyncSession, legal_entity_id: str, year: int, count: int, series: str = "INV"
+) -> list[str]:
+    """``count`` consecutive numbers of ``next_invoice_number``'s series, taken by one
+    UPDATE (a billing run numbers a batch of invoices at once)."""
     entity = legal_entity_id.removeprefix("le_").upper()[:12]
     if series != "INV":  # each series counts on its own
         legal_entity_id = f"{legal_entity_id}/{series}"
@@ -43,17 +57,55 @@ async def next_invoice_number(
                 invoice_numbers.c.legal_entity_id == legal_entity_id,
                 invoice_numbers.c.year == year,
             )
-            .values(last_number=invoice_numbers.c.last_number + 1)
+            .values(last_number=invoice_numbers.c.last_number + count)
             .returning(invoice_numbers.c.last_number)
         )
     ).scalar_one()
-    return f"{series}-{entity}-{year}-{number:06d}"
+    return [f"{series}-{entity}-{year}-{n:06d}" for n in range(number - count + 1, number + 1)]
 
 
 async def write_invoice(
     session: AsyncSession, invoice: Invoice, line_event_types: list[str | None]
 ) -> None:
     """Insert the document, its lines and a pending ERP posting (the outbox row)."""
+    await write_invoices(session, [(invoice, line_event_types)])
+
+
+async def write_invoices(
+    session: AsyncSession, documents: list[tuple[Invoice, list[str | None]]]
+) -> None:
+    """``write_invoice`` for many documents at once: three multi-row INSERTs, however
+    many documents (a billing run writes a batch per transaction)."""
+    if not documents:
+        return
+    now = utcnow()
+    await session.execute(invoices.insert(), [_document(invoice, now) for invoice, _ in documents])
+    await session.execute(
+        invoice_lines.insert(),
+        [
+            _line_values(invoice.id, position, line, event_type)
+            for invoice, event_types in documents
+            for position, (line, event_type) in enumerate(
+                zip(invoice.lines, event_types, strict=True)
+            )
+        ],
+    )
+    await session.execute(
+        postings.insert(),
+        [
+            {
+                "invoice_id": invoice.id,
+                "status": "pending",
+                "attempts": 0,
+                "correlation_id": invoice.correlation_id,
+                "updated_at": now,
+            }
+            for invoice, _ in documents
+        ],
+    )
+
+
+def _document(invoice: Invoice, now: datetime) -> dict:
     values = {
         f: getattr(invoice, f)
         for f in (
@@ -75,52 +127,34 @@ async def write_invoice(
             "created_at",
         )
     }
-    now = utcnow()
-    await session.execute(
-        invoices.insert().values(
-            **values,
-            kind=invoice.kind,
-            corrects_invoice_id=invoice.corrects_invoice_id,
-            finalized_at=now if invoice.status == "finalized" else None,
-        )
-    )
-    await session.execute(
-        invoice_lines.insert(),
-        [
-            {
-                "id": line.id,
-                "invoice_id": invoice.id,
-                "position": position,
-                "charge_code": line.charge_code,
-                "kind": line.kind,
-                "description": line.description,
-                "item_code": line.item_code,
-                "meter_code": line.meter_code,
-                "event_type": event_type,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "amount": line.amount,
-                "tax_rate": line.tax.rate,
-                "tax_amount": line.tax.amount,
-                "tax_jurisdiction": line.tax.jurisdiction,
-                "tax_kind": line.tax.kind,
-                "tax_note": line.tax.note,
-                "event_count": line.event_count,
-            }
-            for position, (line, event_type) in enumerate(
-                zip(invoice.lines, line_event_types, strict=True)
-            )
-        ],
-    )
-    await session.execute(
-        postings.insert().values(
-            invoice_id=invoice.id,
-            status="pending",
-            attempts=0,
-            correlation_id=invoice.correlation_id,
-            updated_at=now,
-        )
-    )
+    return values | {
+        "kind": invoice.kind,
+        "corrects_invoice_id": invoice.corrects_invoice_id,
+        "finalized_at": now if invoice.status == "finalized" else None,
+    }
+
+
+def _line_values(invoice_id: str, position: int, line: InvoiceLine, event_type: str | None) -> dict:
+    return {
+        "id": line.id,
+        "invoice_id": invoice_id,
+        "position": position,
+        "charge_code": line.charge_code,
+        "kind": line.kind,
+        "description": line.description,
+        "item_code": line.item_code,
+        "meter_code": line.meter_code,
+        "event_type": event_type,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "amount": line.amount,
+        "tax_rate": line.tax.rate,
+        "tax_amount": line.tax.amount,
+        "tax_jurisdiction": line.tax.jurisdiction,
+        "tax_kind": line.tax.kind,
+        "tax_note": line.tax.note,
+        "event_count": line.event_count,
+    }
 
 
 def _line(row) -> InvoiceLine:

@@ -45,6 +45,7 @@ from canonical.time import utcnow
 from process_apis.background import BackgroundLoop
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import DrainResult, PostingService
+from process_apis.retries import asked_wait, transient
 
 __all__ = ["OutboxWorker", "PostingPolicy"]
 
@@ -77,15 +78,6 @@ class PostingPolicy:
         self.breaker_reset_seconds = breaker_reset_seconds
         self.lease = lease
         self.batch = batch
-
-
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, errors.UpstreamError) and exc.transient
-
-
-def _asked_wait(exc: BaseException | None) -> float:
-    """Seconds the ERP asked to wait (Retry-After, a maintenance window's end), or 0."""
-    return getattr(exc, "retry_after", None) or 0.0
 
 
 class OutboxWorker(BackgroundLoop):
@@ -152,7 +144,7 @@ class OutboxWorker(BackgroundLoop):
         calls = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(
-                lambda exc: _transient(exc) and _asked_wait(exc) <= self._policy.max_inline_wait
+                lambda exc: transient(exc) and asked_wait(exc) <= self._policy.max_inline_wait
             ),
             wait=self._wait,
             stop=stop_after_attempt(self._policy.attempts),
@@ -195,12 +187,12 @@ class OutboxWorker(BackgroundLoop):
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        return max(_asked_wait(exc), self._policy.backoff(state))
+        return max(asked_wait(exc), self._policy.backoff(state))
 
     def _next_attempt(self, exc: errors.UpstreamError, calls: int):
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
         state.attempt_number = calls + 1
-        delay = max(_asked_wait(exc), self._policy.backoff(state))
+        delay = max(asked_wait(exc), self._policy.backoff(state))
         return utcnow() + timedelta(seconds=delay)
 
     def _reopens_at(self):

@@ -98,6 +98,7 @@ async def test_a_run_is_asynchronous_and_reports_its_progress(database_url):
             "invoiced": CUSTOMERS,
             "skipped": 0,
             "held": 0,
+            "corrected": 0,
             "posted": CUSTOMERS,
             "pending": 0,
             "failed": 0,

@@ -1,0 +1,45 @@
+"""Retrying calls to wrapped systems on transient failures (timeouts, 5xx, 429,
+maintenance): tenacity, with exponential backoff and jitter, never sooner than a
+``Retry-After`` the system asked for."""
+
+from __future__ import annotations
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from canonical import errors
+
+__all__ = ["asked_wait", "transient", "transient_retrying"]
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, errors.UpstreamError) and exc.transient
+
+
+def asked_wait(exc: BaseException | None) -> float:
+    """Seconds the system asked to wait (Retry-After, a maintenance window's end), or 0."""
+    return getattr(exc, "retry_after", None) or 0.0
+
+
+def transient_retrying(
+    *, attempts: int = 5, initial: float = 0.2, most: float = 10.0
+) -> AsyncRetrying:
+    """``async for attempt in transient_retrying(): with attempt: ...``; the last error
+    is raised when the attempts run out (the caller holds or defers the work)."""
+    backoff = wait_exponential_jitter(initial=initial, max=most)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return max(asked_wait(exc), backoff(state))
+
+    return AsyncRetrying(
+        retry=retry_if_exception(transient),
+        wait=wait,
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+    )
