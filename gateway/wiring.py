@@ -276,8 +276,12 @@ def build_container(settings: Settings) -> Container:
         usage,
         lease=timedelta(seconds=settings.billing_run_lease_seconds),
     )
+    # After a run, its invoices are posted at once: by this process's outbox worker on
+    # the embedded default (started if need be), else by a worker's, if one runs here.
     billing_runner = BillingRunner(
-        billing_runs, interval=settings.worker_interval_seconds, after_run=outbox.kick
+        billing_runs,
+        interval=settings.worker_interval_seconds,
+        after_run=outbox.kick if settings.worker_in_process else outbox.wake,
     )
     clients = ClientRegistry(sessions)
     token_ttl = timedelta(seconds=settings.access_token_ttl_seconds)

@@ -51,6 +51,13 @@ class BackgroundLoop:
         assert self._wake is not None
         self._wake.set()
 
+    def wake(self) -> None:
+        """Have the loop work now if it runs in this event loop; start nothing."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._task is not None and not self._task.done():
+            assert self._wake is not None
+            self._wake.set()
+
     async def round(self) -> None:
         """One round of work (subclasses)."""
         raise NotImplementedError
