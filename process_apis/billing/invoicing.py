@@ -39,6 +39,7 @@ from canonical.model import (
 )
 from canonical.money import total
 from canonical.time import Period, utcnow
+from process_apis.audit import AuditEvent, append_many
 from process_apis.billing.aggregation import (
     MeterQuantity,
     UsageWindow,
@@ -351,6 +352,23 @@ async def _write(session: AsyncSession, drafts: list[Draft]) -> None:
             invoice, event_types = drafts[i]
             numbered[i] = (msgspec.structs.replace(invoice, number=number), event_types)
     await write_invoices(session, numbered)
+    await append_many(
+        session,
+        [
+            AuditEvent(
+                action="invoice.finalized",
+                subject_type="invoice",
+                subject_id=invoice.id,
+                data={
+                    "number": invoice.number,
+                    "run_id": invoice.run_id,
+                    "total": str(invoice.total),
+                    "currency": invoice.currency,
+                },
+            )
+            for invoice, _ in numbered
+        ],
+    )
 
 
 def _midnight(day: date) -> datetime:

@@ -34,6 +34,7 @@ from canonical import correlation, errors
 from canonical.ids import new_id
 from canonical.model import Base, Subscription
 from canonical.time import Period, utcnow
+from process_apis.audit import append
 from process_apis.billing.corrections import Corrections
 from process_apis.billing.invoicing import Draft, RunMasterData, SubscriptionBiller, Usage
 from process_apis.exceptions.service import ExceptionService, raise_exception
@@ -180,6 +181,13 @@ class BillingRunService:
                     correlation_id=correlation.current(),
                     created_at=utcnow(),
                 )
+            )
+            await append(
+                session,
+                action="billing_run.started",
+                subject_type="billing_run",
+                subject_id=run_id,
+                data={"period": str(period), "customer_ids": customer_ids},
             )
         return await self.get(run_id)
 
@@ -372,7 +380,7 @@ class BillingRunService:
 
     async def _finish(self, run_id: str, owner: str, status: RunStatus, error: str | None):
         async with self._sessions.begin() as session:
-            await session.execute(
+            finished = await session.execute(
                 sa.update(billing_runs)
                 .where(billing_runs.c.id == run_id, billing_runs.c.lease_owner == owner)
                 .values(
@@ -382,6 +390,15 @@ class BillingRunService:
                     lease_owner=None,
                     lease_until=None,
                 )
+            )
+            if finished.rowcount != 1:  # another runner holds the run now
+                return
+            await append(
+                session,
+                action=f"billing_run.{status}",
+                subject_type="billing_run",
+                subject_id=run_id,
+                data={"error": error} if error else None,
             )
 
     async def _hold(self, subscription: Subscription, period: Period, exc: errors.MeterlineError):

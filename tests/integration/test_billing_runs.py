@@ -103,6 +103,15 @@ async def test_a_run_is_asynchronous_and_reports_its_progress(database_url):
             "pending": 0,
             "failed": 0,
         }
+        # Audited: started by the client that asked, completed by the worker.
+        entries, _ = await client.container.audit.list(
+            subject_type="billing_run", subject_id=run["id"]
+        )
+        assert [e.action for e in entries] == ["billing_run.started", "billing_run.completed"]
+        registered = {c.client_id for c in await client.container.clients.list()}
+        assert entries[0].actor in registered and entries[1].actor == "worker"
+        finalized, _ = await client.container.audit.list(action="invoice.finalized", limit=100)
+        assert len(finalized) == CUSTOMERS
         listed = (await client.get(RUNS)).json()["data"]
         assert [r["id"] for r in listed] == [run["id"]]
         assert listed[0]["counts"] == counts

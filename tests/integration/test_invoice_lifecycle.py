@@ -63,7 +63,11 @@ async def test_voiding_a_posted_invoice_reverses_it_with_a_credit_memo(database_
         assert balances["1200"] == fr
 
         entries, _ = await c.audit.list(subject_type="invoice", subject_id=invoice["id"])
-        assert [e.action for e in entries] == ["invoice.posted", "invoice.voided"]
+        assert [e.action for e in entries] == [
+            "invoice.finalized",
+            "invoice.posted",
+            "invoice.voided",
+        ]
         memo_entries, _ = await c.audit.list(subject_type="invoice", subject_id=memo["id"])
         assert [e.action for e in memo_entries] == ["credit_memo.issued", "invoice.posted"]
 
