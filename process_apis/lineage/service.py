@@ -103,14 +103,13 @@ class LineageService:
     async def trace(self, correlation_id: str) -> CorrelationTrace:
         cap = TRACE_LIMIT + 1
         async with self._sessions() as session:
-            events = (
-                await session.execute(
-                    sa.select(usage_events)
-                    .where(usage_events.c.correlation_id == correlation_id)
-                    .order_by(usage_events.c.seq)
-                    .limit(cap)
-                )
-            ).all()
+
+            async def caused(table: sa.Table, order) -> list[Any]:
+                """Up to ``cap`` rows of ``table`` the request caused, in ``order``."""
+                query = sa.select(table).where(table.c.correlation_id == correlation_id)
+                return (await session.execute(query.order_by(order).limit(cap))).all()
+
+            events = await caused(usage_events, usage_events.c.seq)
             event_count = len(events)
             if event_count == cap:
                 event_count = (
@@ -120,31 +119,10 @@ class LineageService:
                         )
                     )
                 ).scalar_one()
-            runs = (
-                await session.execute(
-                    sa.select(billing_runs)
-                    .where(billing_runs.c.correlation_id == correlation_id)
-                    .order_by(billing_runs.c.id)
-                    .limit(cap)
-                )
-            ).all()
-            documents = (
-                await session.execute(
-                    sa.select(invoices)
-                    .where(invoices.c.correlation_id == correlation_id)
-                    .order_by(invoices.c.id)
-                    .limit(cap)
-                )
-            ).all()
+            runs = await caused(billing_runs, billing_runs.c.id)
+            documents = await caused(invoices, invoices.c.id)
+            found_exceptions = await caused(exceptions, exceptions.c.id)
             billing = await self._billing_documents(session, events)
-            found_exceptions = (
-                await session.execute(
-                    sa.select(exceptions)
-                    .where(exceptions.c.correlation_id == correlation_id)
-                    .order_by(exceptions.c.id)
-                    .limit(cap)
-                )
-            ).all()
             document_ids = [d.id for d in documents] + [d.id for d in billing]
             outbox = (
                 await session.execute(
