@@ -28,10 +28,16 @@ Every API needs an OAuth 2.0 access token. Try it from another terminal:
        -H 'content-type: application/json' \\
        -d '[{{"id":"try-1","source":"cli","event_type":"api.request","customer_id":"cus_acme"}}]'
 
-  # bill this month: rate, tax, invoice and post to the reference ERP
+  # bill this month: rate, tax, invoice and post to the reference ERP; the run goes on
+  # in the background (202): follow it at the URL in Location, or list the runs
   curl -s -X POST {base}/process/billing/v1/runs -H "Authorization: Bearer $TOKEN" \\
        -H 'content-type: application/json' -H 'Idempotency-Key: try-run-1' \\
        -d '{{"period":"{period}"}}'
+  curl -s -H "Authorization: Bearer $TOKEN" {base}/process/billing/v1/runs
+
+  # trace everything one request caused, from its events to the ERP document
+  curl -s -H "Authorization: Bearer $TOKEN" \\
+       {base}/process/lineage/v1/correlations/<the X-Correlation-ID of a response>
 
   # the customer's invoices as the portal shows them
   curl -s -H "Authorization: Bearer $TOKEN" \\
