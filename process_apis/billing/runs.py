@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timedelta
-from typing import Literal
 
 import msgspec
 import sqlalchemy as sa
@@ -32,14 +31,22 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical import correlation, errors
 from canonical.ids import new_id
-from canonical.model import Base, Subscription
+from canonical.model import Subscription
 from canonical.time import Period, utcnow
 from process_apis.audit import append
 from process_apis.billing.corrections import Corrections
 from process_apis.billing.invoicing import Draft, RunMasterData, SubscriptionBiller, Usage
+from process_apis.billing.run_model import (
+    BillingRun,
+    Progress,
+    RunCounts,
+    RunStatus,
+    outbox_counts,
+    run_of,
+)
 from process_apis.exceptions.service import ExceptionService, raise_exception
 from process_apis.paging import fetch_page
-from process_apis.tables import billing_runs, invoices, postings
+from process_apis.tables import billing_runs, invoices
 from process_apis.usage.service import UsageService
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
@@ -60,7 +67,6 @@ _PROGRESS_SECONDS = 2.0
 _CHUNK = 2000
 _BATCH = 200
 
-RunStatus = Literal["queued", "running", "completed", "failed"]
 # Errors that hold one subscription (raised as an exception for finance) rather than
 # stopping the run.
 _HOLDS = (
@@ -69,41 +75,6 @@ _HOLDS = (
     errors.NotFound,
     errors.InvalidRequest,
 )
-
-
-class RunCounts(Base):
-    subscriptions: int = 0  # in the run's scope
-    rated: int = 0  # gone through rating so far (billed, skipped or held)
-    invoiced: int = 0  # documents this run wrote
-    skipped: int = 0  # already billed by an earlier run, or nothing to bill
-    held: int = 0  # billing raised an exception for finance (see /process/exceptions)
-    corrected: int = 0  # memos issued for late usage of periods already invoiced
-    posted: int = 0  # of this run's documents, posted to the ERP
-    pending: int = 0  # ... waiting in the outbox
-    failed: int = 0  # ... whose posting failed for good (an exception says why)
-
-
-class BillingRun(Base):
-    id: str
-    period: str
-    status: RunStatus
-    customer_ids: list[str] | None
-    counts: RunCounts
-    correlation_id: str | None
-    created_at: datetime
-    completed_at: datetime | None
-    error: str | None = None
-
-
-class _Progress(msgspec.Struct):
-    """What a run stores as it goes; the outbox counts are read at each ``get``."""
-
-    subscriptions: int = 0
-    rated: int = 0
-    invoiced: int = 0
-    skipped: int = 0
-    held: int = 0
-    corrected: int = 0
 
 
 class _Run(msgspec.Struct, kw_only=True):
@@ -116,7 +87,7 @@ class _Run(msgspec.Struct, kw_only=True):
     billed: dict[str, str | None]  # subscription -> the run that billed it ("": unknown)
     held_before: set[str]  # billing_failed exceptions open when the run started
     late: set[str]  # customers with late usage for the period, corrected by memos
-    progress: _Progress
+    progress: Progress
     batch: int  # subscriptions drafted concurrently and written in one transaction
     renew_every: timedelta
     saved_at: datetime
@@ -154,16 +125,16 @@ class BillingRunService:
             ).first()
             if row is None:
                 raise errors.NotFound(f"billing run {run_id} not found")
-            outbox = await _outbox_counts(session, [run_id])
-        return _run(row, outbox.get(run_id, {}))
+            outbox = await outbox_counts(session, [run_id])
+        return run_of(row, outbox.get(run_id, {}))
 
     async def list(self, *, limit: int = 50, starting_after: str | None = None):
         async with self._sessions() as session:
             rows, has_more = await fetch_page(
                 session, billing_runs, [], limit=limit, starting_after=starting_after
             )
-            outbox = await _outbox_counts(session, [r.id for r in rows])
-        return [_run(r, outbox.get(r.id, {})) for r in rows], has_more
+            outbox = await outbox_counts(session, [r.id for r in rows])
+        return [run_of(r, outbox.get(r.id, {})) for r in rows], has_more
 
     # -- starting and executing ------------------------------------------------------------
 
@@ -177,7 +148,7 @@ class BillingRunService:
                     period=str(period),
                     status="queued",
                     customer_ids=customer_ids,
-                    counts=_Progress(),
+                    counts=Progress(),
                     correlation_id=correlation.current(),
                     created_at=utcnow(),
                 )
@@ -270,7 +241,7 @@ class BillingRunService:
         if row.customer_ids is None:
             await masters.load_customers({s.customer_id for s in subscriptions})
         billed = await self._billed_subscriptions([s.id for s in subscriptions], period)
-        progress = _Progress(
+        progress = Progress(
             subscriptions=len(subscriptions),
             invoiced=sum(1 for run in billed.values() if run == row.id),
         )
@@ -366,7 +337,7 @@ class BillingRunService:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    async def _save(self, run_id: str, owner: str, progress: _Progress) -> None:
+    async def _save(self, run_id: str, owner: str, progress: Progress) -> None:
         """Store progress and renew the lease; a runner that lost its lease (it stalled
         past it and another took over) stops."""
         async with self._sessions.begin() as session:
@@ -434,39 +405,3 @@ class BillingRunService:
                 )
                 billed.update((sub, run or "") for sub, run in found)
         return billed
-
-
-async def _outbox_counts(session, run_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Per run, its documents by outbox status (pending, posted, failed)."""
-    if not run_ids:
-        return {}
-    rows = await session.execute(
-        sa.select(invoices.c.run_id, postings.c.status, sa.func.count())
-        .join(postings, postings.c.invoice_id == invoices.c.id)
-        .where(invoices.c.run_id.in_(run_ids))
-        .group_by(invoices.c.run_id, postings.c.status)
-    )
-    counts: dict[str, dict[str, int]] = {}
-    for run_id, status, count in rows:
-        counts.setdefault(run_id, {})[status] = count
-    return counts
-
-
-def _run(row, outbox: dict[str, int]) -> BillingRun:
-    progress = msgspec.convert(row.counts, _Progress)
-    return BillingRun(
-        id=row.id,
-        period=row.period,
-        status=row.status,
-        customer_ids=row.customer_ids,
-        counts=RunCounts(
-            **msgspec.structs.asdict(progress),
-            posted=outbox.get("posted", 0),
-            pending=outbox.get("pending", 0),
-            failed=outbox.get("failed", 0),
-        ),
-        correlation_id=row.correlation_id,
-        created_at=row.created_at,
-        completed_at=row.completed_at,
-        error=row.error,
-    )
