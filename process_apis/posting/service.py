@@ -82,20 +82,18 @@ class PostingService:
         """Take the lease on those of the documents still pending and free; returns them
         with their lines. Another worker's lease keeps a document out."""
         now = utcnow()
-        claimed = []
         async with self._sessions.begin() as session:
-            for invoice_id in invoice_ids:
-                taken = await session.execute(
-                    sa.update(postings)
-                    .where(
-                        postings.c.invoice_id == invoice_id,
-                        postings.c.status == "pending",
-                        sa.or_(postings.c.lease_until.is_(None), postings.c.lease_until < now),
-                    )
-                    .values(lease_owner=owner, lease_until=now + lease)
+            taken = await session.execute(
+                sa.update(postings)
+                .where(
+                    postings.c.invoice_id.in_(invoice_ids),
+                    postings.c.status == "pending",
+                    sa.or_(postings.c.lease_until.is_(None), postings.c.lease_until < now),
                 )
-                if taken.rowcount == 1:
-                    claimed.append(invoice_id)
+                .values(lease_owner=owner, lease_until=now + lease)
+                .returning(postings.c.invoice_id)
+            )
+            claimed = list(taken.scalars())
         return await self._invoices.many(claimed)
 
     async def requeue(self, invoice_id: str) -> bool:
