@@ -194,11 +194,11 @@ class ExceptionService:
                 subject_id=exception_id,
             )
 
-    async def open_subjects(self, kind: str) -> set[str]:
+    async def open_subjects(self, kind: str, *, prefix: str = "") -> set[str]:
+        """Subjects of the open exceptions of ``kind`` (starting with ``prefix``)."""
+        conditions = [exceptions.c.kind == kind, exceptions.c.status == "open"]
+        if prefix:
+            conditions.append(exceptions.c.subject.startswith(prefix, autoescape=True))
         async with self._sessions() as session:
-            rows = await session.execute(
-                sa.select(exceptions.c.subject).where(
-                    exceptions.c.kind == kind, exceptions.c.status == "open"
-                )
-            )
+            rows = await session.execute(sa.select(exceptions.c.subject).where(*conditions))
         return {r[0] for r in rows}

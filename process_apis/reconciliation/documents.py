@@ -43,6 +43,7 @@ from process_apis.reconciliation.report import (
     ReconciliationVariance,
 )
 from process_apis.tables import invoices, postings
+from system_apis.chunks import sorted_chunks
 from system_apis.erp.port import ErpPort
 
 __all__ = ["DocumentCheck", "DocumentResult"]
@@ -153,12 +154,9 @@ class DocumentCheck:
             return []
         known: set[str] = set()
         async with self._sessions() as session:
-            chunk = sorted(refs)
-            for i in range(0, len(chunk), 1000):
+            for chunk in sorted_chunks(refs, 1000):
                 found = await session.execute(
-                    sa.select(invoices.c.id).where(
-                        invoices.c.id.in_(chunk[i : i + 1000]), standing()
-                    )
+                    sa.select(invoices.c.id).where(invoices.c.id.in_(chunk), standing())
                 )
                 known.update(found.scalars())
         return [

@@ -87,10 +87,6 @@ class ReconciliationService:
         if found:
             async with self._sessions.begin() as session:
                 await raise_exceptions(session, EXCEPTION_KIND, found)
-        prefix = f"{period}:"
-        gone = {
-            subject
-            for subject in await self._exceptions.open_subjects(EXCEPTION_KIND)
-            if subject.startswith(prefix)
-        } - {v.subject for v in variances}
+        gone = await self._exceptions.open_subjects(EXCEPTION_KIND, prefix=f"{period}:")
+        gone -= {v.subject for v in variances}
         await self._exceptions.resolve_subjects(EXCEPTION_KIND, gone)

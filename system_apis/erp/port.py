@@ -29,6 +29,7 @@ from canonical.model import (
     NonNegativeDecimalString,
     Page,
     PositiveDecimalString,
+    decimal_text,
 )
 
 __all__ = [
@@ -187,7 +188,7 @@ class ErpPaymentInput(Base):
     @classmethod
     def of(cls, payment: ErpPaymentIn) -> ErpPaymentInput:
         fields = msgspec.structs.asdict(payment)
-        fields["amount"] = format(payment.amount, "f")
+        fields["amount"] = decimal_text(payment.amount)
         return cls(**fields)
 
 
