@@ -5,8 +5,9 @@ The event side is recomputed the way invoicing computes it (``SubscriptionBiller
 from the same functions: for each subscription the period invoiced, its service segments
 (``segments``: cut at its start and end, split at amendments), on each segment the
 meters its plan then in force charges, each aggregated with the meter's aggregation over
-the customer's stored events in that segment (``aggregate``). A meter charged by two
-charges of a plan bills its quantity twice, and so counts twice here.
+the customer's stored events in that segment (``aggregate_windows``, as invoicing reads
+them). A meter charged by two charges of a plan bills its quantity twice, and so counts
+twice here.
 
 Why not one aggregate over the calendar month: for ``sum`` and ``count`` it would make
 no difference inside the billed windows (the aggregation is additive, so the segments
@@ -41,7 +42,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from canonical.model import Meter, PricePlan, decimal_text
 from canonical.money import ZERO
 from canonical.time import Period
-from process_apis.billing.aggregation import aggregate
+from process_apis.billing.aggregation import UsageWindow, aggregate_windows
 from process_apis.billing.segments import segments
 from process_apis.reconciliation.report import (
     ReconciledQuantity,
@@ -149,36 +150,41 @@ class QuantityCheck:
         plans: dict[str, PricePlan] = {}
         expected: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
         uninvoiced = []
-        async with self._sessions() as session:
-            for subscription in subscriptions:
-                if subscription.id not in billed_subscriptions:
-                    uninvoiced.append(
-                        UninvoicedSubscription(
-                            subscription_id=subscription.id, customer_id=subscription.customer_id
-                        )
+        # Every (customer, segment) window's meters, aggregated in one grouped pass as
+        # invoicing does; then tallied per charge on the meter.
+        wanted: dict[UsageWindow, list[Meter]] = defaultdict(list)
+        charges: list[tuple[UsageWindow, Counter[str]]] = []
+        for subscription in subscriptions:
+            if subscription.id not in billed_subscriptions:
+                uninvoiced.append(
+                    UninvoicedSubscription(
+                        subscription_id=subscription.id, customer_id=subscription.customer_id
                     )
+                )
+                continue
+            for segment in segments(subscription, period):
+                if segment.plan_id not in plans:
+                    plans[segment.plan_id] = await self._billing.get_plan(segment.plan_id)
+                charged = Counter(
+                    code
+                    for c in plans[segment.plan_id].charges
+                    if (code := getattr(c, "meter_code", None)) in meters
+                )
+                if not charged:
                     continue
-                for segment in segments(subscription, period):
-                    if segment.plan_id not in plans:
-                        plans[segment.plan_id] = await self._billing.get_plan(segment.plan_id)
-                    charged = Counter(
-                        code
-                        for c in plans[segment.plan_id].charges
-                        if (code := getattr(c, "meter_code", None)) in meters
-                    )
-                    if not charged:
-                        continue
-                    found = await aggregate(
-                        session,
-                        subscription.customer_id,
-                        [meters[code] for code in charged],
-                        _midnight(segment.start),
-                        _midnight(segment.end),
-                    )
-                    for code, times in charged.items():
-                        tally = expected[subscription.customer_id, code]
-                        tally.quantity += found[code].quantity * times
-                        tally.events += found[code].event_count
+                window = UsageWindow(
+                    subscription.customer_id, _midnight(segment.start), _midnight(segment.end)
+                )
+                wanted[window].extend(meters[code] for code in charged)
+                charges.append((window, charged))
+        if wanted:
+            async with self._sessions() as session:
+                found = await aggregate_windows(session, wanted)
+            for window, charged in charges:
+                for code, times in charged.items():
+                    tally = expected[window.customer_id, code]
+                    tally.quantity += found[window][code].quantity * times
+                    tally.events += found[window][code].event_count
         return dict(expected), uninvoiced
 
 
