@@ -23,7 +23,6 @@ issued."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import msgspec
@@ -46,17 +45,24 @@ __all__ = ["Corrections"]
 _SIGN = {"invoice": 1, "debit_memo": 1, "credit_memo": -1}
 
 
-def _midnight(day) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
 class _Billed(msgspec.Struct):
-    """What a charge of the period is billed at so far, net of memos."""
+    """A charge of the period summed over lines: as billed so far (net of memos), or as
+    re-rated now; ``line`` is one of its lines, for the memo line's descriptive fields."""
 
     amount: Decimal = Decimal(0)
     tax: Decimal = Decimal(0)
     quantity: Decimal = Decimal(0)
     event_count: int = 0
+    line: InvoiceLine | None = None
+    event_type: str | None = None
+
+    def add(self, line: InvoiceLine, sign: int, event_type: str | None = None) -> None:
+        self.amount += sign * line.amount
+        self.tax += sign * line.tax.amount
+        self.quantity += sign * line.quantity
+        self.event_count += sign * line.event_count
+        self.line = self.line or line
+        self.event_type = self.event_type or event_type
 
 
 class Corrections:
@@ -88,9 +94,18 @@ class Corrections:
             with attempt:
                 drafts = await self._biller.draft(run_id, subscription, period, masters, {})
         memos: list[tuple[Invoice, list[str | None]]] = []
+        metered: set[str] = set()
         for now, event_types in drafts:
             memos += await self._memos(subscription, period, now, event_types)
+            metered.update(t for t in event_types if t is not None)
         async with self._sessions.begin() as session:
+            # Taking the late events first makes a concurrent correction of the same
+            # subscription find none and write nothing.
+            taken = await self._mark_corrected(
+                session, subscription.customer_id, period, metered, memos
+            )
+            if not taken:
+                return []
             if memos:
                 await self._number(session, memos)
                 await write_invoices(session, memos)
@@ -107,7 +122,6 @@ class Corrections:
                             "reason": "late usage",
                         },
                     )
-            await self._mark_corrected(session, subscription.customer_id, period, memos)
         return [memo for memo, _ in memos]
 
     async def _memos(
@@ -130,30 +144,33 @@ class Corrections:
         original = next((d for d in documents if d.kind == "invoice"), None)
         if original is None:  # never invoiced: a run bills it, not a memo
             return []
+        # Per charge: several lines of one code (segments split at an amendment) add up.
         billed: dict[str, _Billed] = defaultdict(_Billed)
         for document in documents:
-            sign = _SIGN[document.kind]
             for line in document.lines:
-                entry = billed[line.charge_code]
-                entry.amount += sign * line.amount
-                entry.tax += sign * line.tax.amount
-                entry.quantity += sign * line.quantity
-                entry.event_count += sign * line.event_count
+                billed[line.charge_code].add(line, _SIGN[document.kind])
+        now: dict[str, _Billed] = defaultdict(_Billed)
+        for line, event_type in zip(rerated.lines, event_types, strict=True):
+            now[line.charge_code].add(line, 1, event_type)
         debit: list[tuple[InvoiceLine, str | None]] = []
         credit: list[tuple[InvoiceLine, str | None]] = []
-        for line, event_type in zip(rerated.lines, event_types, strict=True):
-            was = billed.pop(line.charge_code, _Billed())
-            delta, tax = line.amount - was.amount, line.tax.amount - was.tax
+        # Charges billed but gone from the re-rating (a minimum that usage now fills)
+        # are credited whole.
+        for code in [*now, *(c for c in billed if c not in now)]:
+            is_, was = now.get(code, _Billed()), billed.get(code, _Billed())
+            delta, tax = is_.amount - was.amount, is_.tax - was.tax
             if delta == 0 and tax == 0:
                 continue
+            line = is_.line or was.line
+            assert line is not None
             memo_line = InvoiceLine(
                 id=new_id("il"),
-                charge_code=line.charge_code,
+                charge_code=code,
                 kind=line.kind,
                 description=f"{line.description} (correction)",
                 item_code=line.item_code,
                 meter_code=line.meter_code,
-                quantity=abs(line.quantity - was.quantity),
+                quantity=abs(is_.quantity - was.quantity),
                 unit_price=None,  # tiers: the difference has no single unit price
                 amount=abs(delta),
                 tax=TaxLine(
@@ -163,10 +180,10 @@ class Corrections:
                     kind=line.tax.kind,
                     note=line.tax.note,
                 ),
-                event_count=abs(line.event_count - was.event_count),
+                event_count=abs(is_.event_count - was.event_count),
             )
             (debit if delta > 0 or (delta == 0 and tax > 0) else credit).append(
-                (memo_line, event_type)
+                (memo_line, is_.event_type)
             )
         return [
             _memo(kind, original, rerated, lines)
@@ -182,31 +199,34 @@ class Corrections:
             memos[i] = (msgspec.structs.replace(memo, number=number), event_types)
 
     async def _mark_corrected(
-        self, session: AsyncSession, customer_id: str, period: Period, memos
-    ) -> None:
-        """Late events of the customer's period: corrected, by the memo carrying their
-        usage line (else the first memo; none when nothing billed changed)."""
-        carrier: dict[str, str] = {}
-        for memo, event_types in memos:
+        self, session: AsyncSession, customer_id: str, period: Period, metered: set[str], memos
+    ) -> int:
+        """The customer's late events of the subscription's metered event types in the
+        period: corrected, by the memo carrying their usage line (else the first memo;
+        none when nothing billed changed). Late events of other event types stay for the
+        customer's other subscriptions. Returns how many events were taken."""
+        if not metered:
+            return 0
+        carrier: dict[str, str | None] = dict.fromkeys(metered, memos[0][0].id if memos else None)
+        for memo, event_types in reversed(memos):  # the first memo carrying a type wins
             for event_type in event_types:
-                if event_type is not None:
-                    carrier.setdefault(event_type, memo.id)
-        fallback = memos[0][0].id if memos else None
-        late = sa.and_(
-            usage_events.c.customer_id == customer_id,
-            usage_events.c.adjustment == 1,
-            usage_events.c.timestamp >= period.start,
-            usage_events.c.timestamp < period.end,
-        )
+                if event_type in carrier:
+                    carrier[event_type] = memo.id
+        taken = 0
         for event_type, memo_id in carrier.items():
-            await session.execute(
+            result = await session.execute(
                 sa.update(usage_events)
-                .where(late, usage_events.c.event_type == event_type)
+                .where(
+                    usage_events.c.customer_id == customer_id,
+                    usage_events.c.event_type == event_type,
+                    usage_events.c.adjustment == 1,
+                    usage_events.c.timestamp >= period.start,
+                    usage_events.c.timestamp < period.end,
+                )
                 .values(adjustment=2, corrected_by=memo_id)
             )
-        await session.execute(
-            sa.update(usage_events).where(late).values(adjustment=2, corrected_by=fallback)
-        )
+            taken += result.rowcount or 0
+        return taken
 
 
 def _memo(

@@ -305,6 +305,10 @@ class BillingRunService:
             return
         run.progress.corrected += len(memos)
         run.progress.skipped += 0 if memos else 1
+        # Held by an earlier run: corrected now.
+        hold = f"{subscription.id}:{run.period}"
+        if hold in run.held_before:
+            await self._exceptions.resolve_subjects("billing_failed", {hold})
 
     async def _claim(self, run_id: str, owner: str):
         now = utcnow()

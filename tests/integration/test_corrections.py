@@ -165,3 +165,19 @@ async def test_late_usage_filling_a_minimum_moves_revenue_between_charges(databa
         assert (await c.outbox.drain()).posted == 4  # two invoices (cus_fr too), two memos
         balances = await c.erp.account_balances()
         assert sum(balances.values()) == 0
+
+
+async def test_late_usage_beyond_the_minimum_credits_the_true_up_whole(sqlite_url):
+    period = Period.containing(utcnow())
+    async with gateway_client(sqlite_url, worker_in_process=False) as client:
+        c = client.container
+        await seed(c, COMMITTED)
+        await _send(client, "on-time", 80, period)
+        await c.billing_runs.run(period)
+        await _send(client, "late", 150, period)  # 230 calls: 23.00, above the 20.00
+        await c.billing_runs.run(period)
+        memos = {d["kind"]: d for d in await _documents(client) if d["kind"] != "invoice"}
+        # The re-rating has no true-up line any more: the 12.00 billed is credited.
+        debit = {li["charge_code"]: D(li["amount"]) for li in memos["debit_memo"]["lines"]}
+        credit = {li["charge_code"]: D(li["amount"]) for li in memos["credit_memo"]["lines"]}
+        assert debit == {"calls": D("15.00")} and credit == {"minimum": D("12.00")}
