@@ -17,7 +17,13 @@ from process_apis.audit import append
 from process_apis.paging import equal_to, fetch_page
 from process_apis.tables import exceptions
 
-__all__ = ["ExceptionService", "exceptions_upsert", "raise_exception", "raise_exceptions"]
+__all__ = [
+    "ExceptionService",
+    "exceptions_upsert",
+    "raise_exception",
+    "raise_exceptions",
+    "resolve_exceptions",
+]
 
 
 async def raise_exception(
@@ -45,6 +51,26 @@ async def raise_exceptions(
     if found:
         stmt, rows = exceptions_upsert(session.bind.dialect.name, kind, found, correlation_id)
         await session.execute(stmt, rows)
+
+
+async def resolve_exceptions(
+    session: AsyncSession, kind: str, subjects: set[str], *, resolution: str | None = None
+) -> int:
+    """Close the open exceptions of ``kind`` about ``subjects`` in ``session``'s
+    transaction (the work they were about went through, or is moot); how many closed."""
+    if not subjects:
+        return 0
+    now = utcnow()
+    result = await session.execute(
+        sa.update(exceptions)
+        .where(
+            exceptions.c.kind == kind,
+            exceptions.c.status == "open",
+            exceptions.c.subject.in_(sorted(subjects)),
+        )
+        .values(status="resolved", resolved_at=now, updated_at=now, resolution=resolution)
+    )
+    return result.rowcount or 0
 
 
 def exceptions_upsert(
@@ -139,20 +165,8 @@ class ExceptionService:
 
     async def resolve_subjects(self, kind: str, subjects: set[str]) -> int:
         """Close the open exceptions of ``kind`` whose subject is now mapped."""
-        if not subjects:
-            return 0
-        now = utcnow()
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                sa.update(exceptions)
-                .where(
-                    exceptions.c.kind == kind,
-                    exceptions.c.status == "open",
-                    exceptions.c.subject.in_(subjects),
-                )
-                .values(status="resolved", resolved_at=now, updated_at=now)
-            )
-        return result.rowcount or 0
+            return await resolve_exceptions(session, kind, subjects)
 
     async def resolve(self, exception_id: str, *, by: str, note: str) -> ExceptionRecord:
         """Close an open exception by hand (finance fixed it outside Meterline)."""

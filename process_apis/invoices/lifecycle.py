@@ -31,8 +31,9 @@ from canonical.ids import new_id
 from canonical.model import Invoice
 from canonical.time import utcnow
 from process_apis.audit import append
+from process_apis.exceptions.service import resolve_exceptions
 from process_apis.invoices.store import InvoiceStore, next_invoice_number, write_invoice
-from process_apis.tables import exceptions, invoice_lines, invoices, postings
+from process_apis.tables import invoice_lines, invoices, postings
 
 __all__ = ["ALLOWED", "InvoiceLifecycle"]
 
@@ -134,15 +135,7 @@ class InvoiceLifecycle:
                 status=invoice.status,
             )
         # Nothing is left to post: a failed posting's exception is settled with it.
-        await session.execute(
-            sa.update(exceptions)
-            .where(
-                exceptions.c.kind == "posting_failed",
-                exceptions.c.subject == invoice.id,
-                exceptions.c.status == "open",
-            )
-            .values(status="resolved", resolved_at=now, updated_at=now, resolution="voided")
-        )
+        await resolve_exceptions(session, "posting_failed", {invoice.id}, resolution="voided")
 
     async def _reversal(self, session: AsyncSession, invoice: Invoice, reason: str) -> Invoice:
         """A credit memo for the whole document, lines and tax as they were."""

@@ -96,7 +96,9 @@ async def _apply(session: AsyncSession, payment: ErpPayment) -> int:
         return 0
     paid = (invoice.amount_paid or Decimal(0)) + payment.amount
     status = invoice.status
-    if status in ("posted", "partially_paid", "finalized"):
+    # Only a posted document moves (lifecycle.ALLOWED); a payment the ERP recorded before
+    # Meterline recorded the posting is kept in ``amount_paid``.
+    if status in ("posted", "partially_paid"):
         status = "paid" if paid >= invoice.total else "partially_paid"
     await session.execute(
         sa.update(invoices)

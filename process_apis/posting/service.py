@@ -20,9 +20,9 @@ from canonical import correlation, errors
 from canonical.model import Customer, ErpDocument, ErpInvoice, ErpInvoiceLine, Invoice
 from canonical.time import utcnow
 from process_apis.audit import append
-from process_apis.exceptions.service import raise_exception
+from process_apis.exceptions.service import raise_exception, resolve_exceptions
 from process_apis.invoices.store import InvoiceStore
-from process_apis.tables import exceptions, invoices, postings
+from process_apis.tables import invoices, postings
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
 
@@ -119,14 +119,6 @@ class PostingService:
                     subject_id=invoice_id,
                 )
         return requeued.rowcount == 1
-
-    async def pending_count(self) -> int:
-        async with self._sessions() as session:
-            return (
-                await session.execute(
-                    sa.select(sa.func.count()).where(postings.c.status == "pending")
-                )
-            ).scalar_one()
 
     async def submit(self, invoice: Invoice, customers: dict[str, Customer]) -> ErpDocument:
         """Send one document to the ERP (once: see the module docstring)."""
@@ -247,10 +239,18 @@ class PostingService:
                     updated_at=now,
                 )
             )
+            # Posted whatever happened meanwhile (a payment may have come first); only a
+            # finalized document moves to ``posted``.
             await session.execute(
                 sa.update(invoices)
-                .where(invoices.c.id == invoice_id, invoices.c.status == "finalized")
-                .values(status="posted", erp_document_id=document.id, posted_at=now)
+                .where(invoices.c.id == invoice_id)
+                .values(
+                    status=sa.case(
+                        (invoices.c.status == "finalized", "posted"), else_=invoices.c.status
+                    ),
+                    erp_document_id=document.id,
+                    posted_at=now,
+                )
             )
             await append(
                 session,
@@ -261,12 +261,4 @@ class PostingService:
                 correlation_id=document.correlation_id,
             )
             # A retried document that went through closes its exception.
-            await session.execute(
-                sa.update(exceptions)
-                .where(
-                    exceptions.c.kind == "posting_failed",
-                    exceptions.c.subject == invoice_id,
-                    exceptions.c.status == "open",
-                )
-                .values(status="resolved", resolved_at=now, updated_at=now)
-            )
+            await resolve_exceptions(session, "posting_failed", {invoice_id})
