@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, date, datetime, time
 
 import msgspec
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,6 +51,7 @@ from process_apis.billing.segments import segments
 from process_apis.invoices.store import next_invoice_numbers, write_invoices
 from process_apis.posting.service import posting_date
 from process_apis.retries import transient_retrying
+from process_apis.tables import invoices
 from system_apis.billing.port import BillingPort, RatingRequest
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
@@ -322,9 +324,9 @@ class SubscriptionBiller:
                 await _write(session, drafts)
             return [len(subscription) for subscription in batch]
         except IntegrityError:
-            if len(drafts) == 1:
-                return [0]
-        # Some exist already (a concurrent or earlier runner): one transaction each.
+            pass
+        # Some exist already (a concurrent or earlier runner): one transaction each. Any
+        # other integrity failure is an error, not an invoice to skip.
         created = []
         for subscription in batch:
             written = 0
@@ -333,10 +335,26 @@ class SubscriptionBiller:
                     async with self._sessions.begin() as session:
                         await _write(session, [draft])
                 except IntegrityError:
+                    if not await self._exists(draft[0]):
+                        raise
                     continue
                 written += 1
             created.append(written)
         return created
+
+    async def _exists(self, invoice: Invoice) -> bool:
+        """Whether the invoice a draft stands for is written already (by another run)."""
+        async with self._sessions() as session:
+            found = await session.execute(
+                sa.select(invoices.c.id).where(
+                    invoices.c.subscription_id == invoice.subscription_id,
+                    invoices.c.period_start == invoice.period_start,
+                    invoices.c.legal_entity_id == invoice.legal_entity_id,
+                    invoices.c.currency == invoice.currency,
+                    invoices.c.kind == "invoice",
+                )
+            )
+            return found.first() is not None
 
 
 async def _write(session: AsyncSession, drafts: list[Draft]) -> None:

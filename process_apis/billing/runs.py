@@ -243,7 +243,7 @@ class BillingRunService:
         billed = await self._billed_subscriptions([s.id for s in subscriptions], period)
         progress = Progress(
             subscriptions=len(subscriptions),
-            invoiced=sum(1 for run in billed.values() if run == row.id),
+            invoiced=await self._invoiced_by(row.id),
         )
         return _Run(
             id=row.id,
@@ -309,6 +309,18 @@ class BillingRunService:
         hold = f"{subscription.id}:{run.period}"
         if hold in run.held_before:
             await self._exceptions.resolve_subjects("billing_failed", {hold})
+
+    async def _invoiced_by(self, run_id: str) -> int:
+        """Invoices the run wrote before it was resumed (one per currency of each
+        subscription, so not the subscriptions counted)."""
+        async with self._sessions() as session:
+            return (
+                await session.execute(
+                    sa.select(sa.func.count()).where(
+                        invoices.c.run_id == run_id, invoices.c.kind == "invoice"
+                    )
+                )
+            ).scalar_one()
 
     async def _claim(self, run_id: str, owner: str):
         now = utcnow()
