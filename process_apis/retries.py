@@ -14,7 +14,7 @@ from tenacity import (
 
 from canonical import errors
 
-__all__ = ["asked_wait", "transient", "transient_retrying"]
+__all__ = ["asked_wait", "delay_after", "transient", "transient_retrying"]
 
 
 def transient(exc: BaseException) -> bool:
@@ -27,19 +27,37 @@ def asked_wait(exc: BaseException | None) -> float:
 
 
 def transient_retrying(
-    *, attempts: int = 5, initial: float = 0.2, most: float = 10.0
+    *,
+    attempts: int = 5,
+    initial: float = 0.2,
+    most: float = 10.0,
+    max_wait: float | None = None,
 ) -> AsyncRetrying:
     """``async for attempt in transient_retrying(): with attempt: ...``; the last error
-    is raised when the attempts run out (the caller holds or defers the work)."""
+    is raised when the attempts run out (the caller holds or defers the work). With
+    ``max_wait``, a failure asking for a longer pause is raised at once (the caller
+    schedules it rather than sleeping)."""
     backoff = wait_exponential_jitter(initial=initial, max=most)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         return max(asked_wait(exc), backoff(state))
 
+    def retryable(exc: BaseException) -> bool:
+        return transient(exc) and (max_wait is None or asked_wait(exc) <= max_wait)
+
     return AsyncRetrying(
-        retry=retry_if_exception(transient),
+        retry=retry_if_exception(retryable),
         wait=wait,
         stop=stop_after_attempt(attempts),
         reraise=True,
     )
+
+
+def delay_after(retrying: AsyncRetrying, exc: BaseException, attempts: int) -> float:
+    """Seconds ``retrying`` would wait after ``attempts`` calls failing with ``exc``: when
+    the next attempt is scheduled for later instead of waited for."""
+    state = RetryCallState(retry_object=retrying, fn=None, args=(), kwargs={})
+    state.attempt_number = attempts
+    state.set_exception((type(exc), exc, exc.__traceback__))
+    return retrying.wait(state)

@@ -31,13 +31,6 @@ from datetime import timedelta
 from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from canonical import errors
 from canonical.model import Customer, ErpDocument, Invoice
@@ -45,7 +38,7 @@ from canonical.time import utcnow
 from process_apis.background import BackgroundLoop
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import DrainResult, PostingService
-from process_apis.retries import asked_wait, transient
+from process_apis.retries import delay_after, transient_retrying
 
 __all__ = ["OutboxWorker", "PostingPolicy"]
 
@@ -72,7 +65,8 @@ class PostingPolicy:
     ) -> None:
         self.quota_per_second = quota_per_second
         self.attempts = attempts
-        self.backoff = wait_exponential_jitter(initial=initial_backoff, max=max_backoff)
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
         self.max_inline_wait = max_inline_wait
         self.breaker_threshold = breaker_threshold
         self.breaker_reset_seconds = breaker_reset_seconds
@@ -142,13 +136,12 @@ class OutboxWorker(BackgroundLoop):
 
     async def _post(self, invoice: Invoice, customers: dict[str, Customer]) -> str:
         calls = 0
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(
-                lambda exc: transient(exc) and asked_wait(exc) <= self._policy.max_inline_wait
-            ),
-            wait=self._wait,
-            stop=stop_after_attempt(self._policy.attempts),
-            reraise=True,
+        policy = self._policy
+        retrying = transient_retrying(
+            attempts=policy.attempts,
+            initial=policy.initial_backoff,
+            most=policy.max_backoff,
+            max_wait=policy.max_inline_wait,
         )
         try:
             async for attempt in retrying:
@@ -171,7 +164,8 @@ class OutboxWorker(BackgroundLoop):
             await self._posting.defer(
                 invoice.id,
                 f"{exc.code}: {exc.detail}",
-                self._next_attempt(exc, calls),
+                # The next step of the schedule after the calls made in this go.
+                utcnow() + timedelta(seconds=delay_after(retrying, exc, calls + 1)),
                 attempts=calls,
             )
             return "pending"
@@ -184,16 +178,6 @@ class OutboxWorker(BackgroundLoop):
     async def _call(self, invoice: Invoice, customers: dict[str, Customer]) -> ErpDocument:
         async with self._limiter, await self._breakers.get_breaker(BREAKER):
             return await self._posting.submit(invoice, customers)
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return max(asked_wait(exc), self._policy.backoff(state))
-
-    def _next_attempt(self, exc: errors.UpstreamError, calls: int):
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
-        state.attempt_number = calls + 1
-        delay = max(asked_wait(exc), self._policy.backoff(state))
-        return utcnow() + timedelta(seconds=delay)
 
     def _reopens_at(self):
         return utcnow() + timedelta(seconds=max(0.0, self._open_until - time.monotonic()))
