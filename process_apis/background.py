@@ -16,6 +16,9 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
+import socket
+import uuid
 
 from process_apis.audit import audit_actor
 
@@ -29,6 +32,8 @@ class BackgroundLoop:
 
     def __init__(self, *, interval: float) -> None:
         self._interval = interval
+        # Who holds the leases this loop takes (runs, outbox documents).
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None

@@ -9,9 +9,6 @@ crashed one, is picked up."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable
 
 from process_apis.background import BackgroundLoop
@@ -36,7 +33,6 @@ class BillingRunner(BackgroundLoop):
         self._runs = runs
         # Called after each run this runner executed (wakes the outbox worker).
         self._after_run = after_run
-        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     async def run_pending(self) -> int:
         """Execute every run there is to execute now; returns how many ran."""

@@ -22,10 +22,7 @@ invoices are written), and ``meterline worker`` runs one on its own."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-import uuid
 from datetime import timedelta
 
 from aiolimiter import AsyncLimiter
@@ -90,7 +87,6 @@ class OutboxWorker(BackgroundLoop):
         # Followed after each drain: the ERP's payments mark invoices paid.
         self._payments = payments
         self._policy = policy
-        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Calls evenly spaced, no burst: an ERP counting its quota over any moving
         # second never sees more than it allows.
         self._limiter = AsyncLimiter(1, 1.0 / policy.quota_per_second)
