@@ -23,6 +23,7 @@ __all__ = [
     "ErpItem",
     "ErpPayment",
     "ErpPaymentIn",
+    "ErpRevenueJournal",
     "ExceptionRecord",
     "FlatCharge",
     "GraduatedCharge",
@@ -39,6 +40,8 @@ __all__ = [
     "PostingStatus",
     "PricePlan",
     "RatedCharge",
+    "RevenueJournal",
+    "RevenueJournalLine",
     "Subscription",
     "TaxLine",
     "TaxStatus",
@@ -243,6 +246,11 @@ class InvoiceLine(Base):
     amount: Decimal
     tax: TaxLine
     event_count: int = 0  # lineage: how many source events stand behind this line
+    # The days the line bills, [start, end): the subscription's active days of the
+    # period on one plan (null on documents written before they were recorded: the
+    # whole period). Revenue schedules recognise the line over them.
+    service_start: date | None = None
+    service_end: date | None = None
 
 
 class Invoice(Base):
@@ -386,6 +394,42 @@ class ErpPayment(Base):
     document_total: Decimal
     document_amount_paid: Decimal
     journal: JournalEntry
+    correlation_id: str | None
+    created_at: datetime
+
+
+class RevenueJournalLine(Base):
+    """Revenue of one item recognised on the journal's date: positive moves it from the
+    contract balance (2400) into the item's revenue account, negative moves it back."""
+
+    item_code: str
+    amount: Decimal  # signed, rounded to the currency's minor unit
+
+
+class RevenueJournal(Base):
+    """A revenue recognition journal as submitted to the ERP: for one legal entity,
+    currency and date, the revenue the schedules recognise (or defer) that day.
+    ``external_ref`` makes posting it idempotent."""
+
+    external_ref: str
+    legal_entity_id: str
+    currency: CurrencyCode
+    posting_date: date
+    description: str
+    lines: list[RevenueJournalLine]
+    correlation_id: str | None = None
+
+
+class ErpRevenueJournal(Base):
+    """A posted revenue recognition journal with its GL entry."""
+
+    id: str
+    external_ref: str
+    legal_entity_id: str
+    currency: str
+    posting_date: date
+    description: str
+    lines: list[JournalLine]
     correlation_id: str | None
     created_at: datetime
 

@@ -32,6 +32,7 @@ from process_apis.billing.routes import router as billing_process_router
 from process_apis.exceptions.routes import router as exceptions_router
 from process_apis.lineage.routes import router as lineage_router
 from process_apis.reconciliation.routes import router as reconciliation_router
+from process_apis.revenue.routes import router as revenue_router
 from process_apis.usage.routes import router as usage_router
 from system_apis.billing.routes import router as billing_system_router
 from system_apis.crm.routes import router as crm_router
@@ -56,6 +57,7 @@ API_ROUTERS = [
     ("process-exceptions", exceptions_router),
     ("process-reconciliation", reconciliation_router),
     ("process-lineage", lineage_router),
+    ("process-revenue", revenue_router),
     ("experience-portal", portal_router),
     ("gateway-health", health.router),
     ("gateway-oauth", oauth_router),

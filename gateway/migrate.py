@@ -8,7 +8,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-import process_apis.audit.table  # noqa: F401  (the audit tables join the process MetaData)
+# The audit and revenue tables join the process MetaData when imported.
+import process_apis.audit.table
+import process_apis.revenue.table  # noqa: F401
 from gateway.auth.tables import metadata as auth_metadata
 from process_apis.tables import metadata as process_metadata
 from system_apis.billing.reference.tables import metadata as billing_metadata

@@ -34,6 +34,8 @@ from process_apis.posting.outbox import OutboxWorker, PostingPolicy
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import PostingService
 from process_apis.reconciliation import ReconciliationService
+from process_apis.revenue.recognizer import RevenueRecognizer
+from process_apis.revenue.service import RevenueService
 from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit
 from process_apis.usage.policy import EventTimePolicy
 from process_apis.usage.service import EventSink, UsageService
@@ -83,6 +85,8 @@ class Container(msgspec.Struct, kw_only=True):
     audit: AuditLog
     lifecycle: InvoiceLifecycle
     lineage: LineageService
+    revenue: RevenueService
+    revenue_recognizer: RevenueRecognizer
     portal: PortalService
     clients: ClientRegistry
     keyring: KeyRing
@@ -115,6 +119,7 @@ class Container(msgspec.Struct, kw_only=True):
             "workbench",
             "lifecycle",
             "lineage",
+            "revenue",
             "portal",
             "settings",
             "keyring",
@@ -237,6 +242,7 @@ def build_container(settings: Settings) -> Container:
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
     payments = PaymentSync(sessions, erp)
+    recognizer = RevenueRecognizer(sessions, erp, billing)
     outbox = OutboxWorker(
         posting,
         PostingPolicy(
@@ -247,6 +253,7 @@ def build_container(settings: Settings) -> Container:
         ),
         interval=settings.worker_interval_seconds,
         payments=payments,
+        revenue=recognizer,
     )
     writers = _ingest_writers(settings, engine)
     group_commit = build_group_commit(settings, engine, writers)
@@ -334,9 +341,12 @@ def build_container(settings: Settings) -> Container:
             posting,
             billing_runs,
             usage,
+            recognizer,
             wake_outbox=outbox.kick if settings.worker_in_process else lambda: None,
             wake_runner=billing_runner.kick if settings.worker_in_process else lambda: None,
         ),
+        revenue=RevenueService(sessions),
+        revenue_recognizer=recognizer,
         portal=PortalService(invoices, CustomerDirectory(crm)),
         clients=clients,
         keyring=keyring,

@@ -153,6 +153,8 @@ invoice_lines = Table(
     Column("tax_kind", String(32), nullable=False),
     Column("tax_note", String(500)),
     Column("event_count", Integer, nullable=False),
+    Column("service_start", Date),
+    Column("service_end", Date),
 )
 
 postings = Table(

@@ -41,7 +41,14 @@ from canonical.money import ZERO
 from canonical.persistence import UTCDateTime
 from process_apis.tables import usage_events
 
-__all__ = ["MeterQuantity", "UsageWindow", "aggregate", "aggregate_windows", "window_filter"]
+__all__ = [
+    "MeterQuantity",
+    "UsageWindow",
+    "aggregate",
+    "aggregate_windows",
+    "quantity_of",
+    "window_filter",
+]
 
 
 class MeterQuantity(msgspec.Struct, frozen=True):
@@ -102,12 +109,12 @@ async def aggregate(
         ).all()
         for meter in type_meters:
             out[meter.code] = MeterQuantity(
-                meter.code, event_type, _quantity(meter, rows), len(rows)
+                meter.code, event_type, quantity_of(meter, rows), len(rows)
             )
     return out
 
 
-def _quantity(meter: Meter, rows) -> Decimal:
+def quantity_of(meter: Meter, rows) -> Decimal:
     if meter.aggregation == "count":
         return Decimal(len(rows))
     field = meter.field or ""

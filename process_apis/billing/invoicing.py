@@ -47,7 +47,7 @@ from process_apis.billing.aggregation import (
     aggregate,
     aggregate_windows,
 )
-from process_apis.billing.segments import segments
+from process_apis.billing.segments import Segment, segments
 from process_apis.invoices.store import next_invoice_numbers, write_invoices
 from process_apis.posting.service import posting_date
 from process_apis.retries import transient_retrying
@@ -67,6 +67,8 @@ _PAGE = 100
 CONCURRENT = 8
 # An invoice ready to write, but for its number, and the event type behind each line.
 Draft = tuple[Invoice, list[str | None]]
+# A rated charge with the quantity behind it and the service window it was rated for.
+Rated = tuple[RatedCharge, MeterQuantity | None, Segment]
 # Quantities per service window, from ``SubscriptionBiller.usage``.
 Usage = Mapping[UsageWindow, Mapping[str, MeterQuantity]]
 
@@ -188,7 +190,7 @@ class SubscriptionBiller:
         """Rate and tax the subscription for ``period``: its invoices, one per currency
         (none: nothing to bill). ``usage`` holds its quantities (else they are read)."""
         customer = await masters.customer(subscription.customer_id)
-        rated: list[tuple[RatedCharge, MeterQuantity | None]] = []
+        rated: list[Rated] = []
         for segment in segments(subscription, period):
             plan = await masters.plan(segment.plan_id)
             plan_meters = masters.plan_meters(plan)
@@ -207,13 +209,13 @@ class SubscriptionBiller:
                     quantities={m.code: quantities[m.code].quantity for m in plan_meters},
                 )
             )
-            rated.extend((c, quantities.get(c.meter_code or "")) for c in charges)
+            rated.extend((c, quantities.get(c.meter_code or ""), segment) for c in charges)
         if not rated:
             return []
         entity = await masters.legal_entity(customer.legal_entity_id)
-        by_currency: dict[str, list[tuple[RatedCharge, MeterQuantity | None]]] = defaultdict(list)
-        for charge, quantity in rated:
-            by_currency[charge.currency].append((charge, quantity))
+        by_currency: dict[str, list[Rated]] = defaultdict(list)
+        for item in rated:
+            by_currency[item[0].currency].append(item)
         return [
             await self._invoice(run_id, subscription, period, customer, entity, currency, group)
             for currency, group in by_currency.items()
@@ -257,7 +259,7 @@ class SubscriptionBiller:
         customer: Customer,
         entity: LegalEntity,
         currency: str,
-        group: list[tuple[RatedCharge, MeterQuantity | None]],
+        group: list[Rated],
     ) -> Draft:
         taxes = await self._tax.quote(
             TaxRequest(
@@ -272,7 +274,7 @@ class SubscriptionBiller:
                 tax_date=posting_date(period.end.date()),
                 lines=[
                     TaxableLine(reference=c.charge_code, item_code=c.item_code, amount=c.amount)
-                    for c, _ in group
+                    for c, _, _ in group
                 ],
             )
         )
@@ -289,8 +291,10 @@ class SubscriptionBiller:
                 amount=c.amount,
                 tax=tax,
                 event_count=q.event_count if q and c.kind == "usage" else 0,
+                service_start=segment.start,
+                service_end=segment.end,
             )
-            for (c, q), tax in zip(group, taxes, strict=True)
+            for (c, q, segment), tax in zip(group, taxes, strict=True)
         ]
         subtotal = total((line.amount for line in lines), currency)
         tax_total = total((line.tax.amount for line in lines), currency)
@@ -313,7 +317,7 @@ class SubscriptionBiller:
             erp_document_id=None,
             created_at=utcnow(),
         )
-        return invoice, [q.event_type if q else None for _, q in group]
+        return invoice, [q.event_type if q else None for _, q, _ in group]
 
     async def write(self, batch: list[list[Draft]]) -> list[int]:
         """Write the drafts of many subscriptions; per subscription, how many of its

@@ -9,6 +9,8 @@ Retry re-drives the work, per kind:
   exception closes when the subscription is billed.
 - ``unknown_customer`` / ``unknown_event_type``: the stored events are matched again
   now; the exception closes if the mapping exists, and the next run bills them.
+- ``revenue_posting_failed``: the recognition journal is sent again with the next round
+  of the outbox worker; the exception closes when the ERP books it.
 
 Other kinds have nothing to re-drive (reconciliation variances, for instance): they are
 resolved by hand, with a note saying what was done."""
@@ -23,11 +25,19 @@ from canonical.time import Period
 from process_apis.billing.runs import BillingRunService
 from process_apis.exceptions.service import ExceptionService
 from process_apis.posting.service import PostingService
+from process_apis.revenue.recognizer import FAILED_KIND as REVENUE_FAILED
+from process_apis.revenue.recognizer import RevenueRecognizer
 from process_apis.usage.service import UsageService
 
 __all__ = ["RETRYABLE", "ExceptionWorkbench"]
 
-RETRYABLE = ("posting_failed", "billing_failed", "unknown_customer", "unknown_event_type")
+RETRYABLE = (
+    "posting_failed",
+    "billing_failed",
+    "unknown_customer",
+    "unknown_event_type",
+    REVENUE_FAILED,
+)
 
 
 class ExceptionWorkbench:
@@ -37,6 +47,7 @@ class ExceptionWorkbench:
         posting: PostingService,
         billing_runs: BillingRunService,
         usage: UsageService,
+        revenue: RevenueRecognizer,
         *,
         wake_outbox: Callable[[], None] = lambda: None,
         wake_runner: Callable[[], None] = lambda: None,
@@ -45,6 +56,7 @@ class ExceptionWorkbench:
         self._posting = posting
         self._billing_runs = billing_runs
         self._usage = usage
+        self._revenue = revenue
         # Where this process does the background work, it starts on it at once.
         self._wake_outbox = wake_outbox
         self._wake_runner = wake_runner
@@ -67,6 +79,9 @@ class ExceptionWorkbench:
             self._wake_runner()
         elif record.kind in ("unknown_customer", "unknown_event_type"):
             await self._usage.rematch()
+        elif record.kind == REVENUE_FAILED:
+            if await self._revenue.requeue(subject):
+                self._wake_outbox()
         else:
             raise errors.InvalidTransition(
                 f"exceptions of kind {record.kind} have no work to retry; resolve them with "

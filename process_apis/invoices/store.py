@@ -154,6 +154,8 @@ def _line_values(invoice_id: str, position: int, line: InvoiceLine, event_type: 
         "tax_kind": line.tax.kind,
         "tax_note": line.tax.note,
         "event_count": line.event_count,
+        "service_start": line.service_start,
+        "service_end": line.service_end,
     }
 
 
@@ -176,6 +178,8 @@ def _line(row) -> InvoiceLine:
             note=row.tax_note,
         ),
         event_count=row.event_count,
+        service_start=row.service_start,
+        service_end=row.service_end,
     )
 
 

@@ -21,9 +21,12 @@ invoices are written), and ``meterline worker`` runs one on its own."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
@@ -36,12 +39,14 @@ from process_apis.background import BackgroundLoop
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import DrainResult, PostingService
 from process_apis.retries import delay_after, transient_retrying
+from process_apis.revenue.recognizer import RevenueRecognizer
 
 __all__ = ["OutboxWorker", "PostingPolicy"]
 
 log = logging.getLogger("meterline.posting.worker")
 
 BREAKER = "erp"
+T = TypeVar("T")
 
 
 class PostingPolicy:
@@ -81,11 +86,14 @@ class OutboxWorker(BackgroundLoop):
         *,
         interval: float = 5.0,
         payments: PaymentSync | None = None,
+        revenue: RevenueRecognizer | None = None,
     ) -> None:
         super().__init__(interval=interval)
         self._posting = posting
         # Followed after each drain: the ERP's payments mark invoices paid.
         self._payments = payments
+        # And then revenue: schedules for what was posted, journals for what is due.
+        self._revenue = revenue
         self._policy = policy
         # Calls evenly spaced, no burst: an ERP counting its quota over any moving
         # second never sees more than it allows.
@@ -172,8 +180,12 @@ class OutboxWorker(BackgroundLoop):
         return "posted"
 
     async def _call(self, invoice: Invoice, customers: dict[str, Customer]) -> ErpDocument:
+        return await self.guarded(functools.partial(self._posting.submit, invoice, customers))
+
+    async def guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One ERP call within the quota and through the circuit breaker."""
         async with self._limiter, await self._breakers.get_breaker(BREAKER):
-            return await self._posting.submit(invoice, customers)
+            return await call()
 
     def _reopens_at(self):
         return utcnow() + timedelta(seconds=max(0.0, self._open_until - time.monotonic()))
@@ -194,6 +206,14 @@ class OutboxWorker(BackgroundLoop):
                 await self._payments.sync()
             except errors.UpstreamError as exc:
                 log.warning("ERP unavailable for the payment sync: %s", exc.detail)
+        if self._revenue is not None and not self.breaker_open() and not self.stopping:
+            try:
+                done = await self._revenue.recognise(utcnow().date(), self.guarded)
+            except OpenedState:
+                self._open_until = time.monotonic() + self._policy.breaker_reset_seconds
+            else:
+                if any(done.values()):
+                    log.info("revenue: %s", done)
 
     def pause(self) -> float:
         if self.breaker_open():  # try again as soon as the breaker lets a call through

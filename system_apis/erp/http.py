@@ -5,7 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 from canonical.errors import NotFound
-from canonical.model import ErpDocument, ErpInvoice, ErpItem, ErpPayment, ErpPaymentIn, LegalEntity
+from canonical.model import (
+    ErpDocument,
+    ErpInvoice,
+    ErpItem,
+    ErpPayment,
+    ErpPaymentIn,
+    ErpRevenueJournal,
+    LegalEntity,
+    RevenueJournal,
+)
 from system_apis.erp.port import (
     AccountingPeriod,
     DocumentList,
@@ -18,6 +27,7 @@ from system_apis.erp.port import (
     LegalEntityList,
     PeriodStatus,
     PeriodStatusInput,
+    RevenueJournalInput,
     TrialBalance,
 )
 from system_apis.remote import PAGE_SIZE, RemoteSystem, segment
@@ -125,6 +135,25 @@ class HttpErp:
             params={"limit": min(limit, PAGE_SIZE), "starting_after": after},
         )
         return page.data, page.has_more
+
+    async def post_revenue_journal(self, journal: RevenueJournal) -> ErpRevenueJournal:
+        return await self._remote.call(
+            "POST",
+            "/revenue-journals",
+            json=RevenueJournalInput.of(journal),
+            type=ErpRevenueJournal,
+        )
+
+    async def find_revenue_journal(self, external_ref: str) -> ErpRevenueJournal | None:
+        try:
+            return await self._remote.call(
+                "GET",
+                "/revenue-journals/lookup",
+                params={"external_ref": external_ref},
+                type=ErpRevenueJournal,
+            )
+        except NotFound:
+            return None
 
     async def account_balances(
         self, legal_entity_id: str | None = None, currency: str | None = None

@@ -19,16 +19,20 @@ from babel.numbers import list_currencies
 from canonical.model import (
     Base,
     Country,
+    DecimalString,
     ErpDocument,
     ErpInvoice,
     ErpInvoiceLine,
     ErpItem,
     ErpPayment,
     ErpPaymentIn,
+    ErpRevenueJournal,
     LegalEntity,
     NonNegativeDecimalString,
     Page,
     PositiveDecimalString,
+    RevenueJournal,
+    RevenueJournalLine,
     decimal_text,
 )
 
@@ -45,12 +49,15 @@ __all__ = [
     "ErpPaymentInput",
     "ErpPaymentList",
     "ErpPort",
+    "ErpRevenueJournal",
     "ItemInput",
     "ItemList",
     "LegalEntityInput",
     "LegalEntityList",
     "PeriodStatus",
     "PeriodStatusInput",
+    "RevenueJournal",
+    "RevenueJournalInput",
     "TrialBalance",
 ]
 
@@ -192,6 +199,42 @@ class ErpPaymentInput(Base):
         return cls(**fields)
 
 
+class RevenueJournalLineInput(Base):
+    item_code: Id
+    amount: DecimalString  # signed: positive recognises revenue, negative reverses it
+
+
+class RevenueJournalInput(Base):
+    """A revenue recognition journal: per item the revenue recognised on
+    ``posting_date`` (Cr revenue account, Dr contract balance 2400; a negative amount the
+    other way round). Idempotent by ``external_ref``."""
+
+    external_ref: ExternalRef
+    legal_entity_id: Id
+    currency: IsoCurrency
+    posting_date: date
+    description: Name
+    lines: Annotated[list[RevenueJournalLineInput], msgspec.Meta(min_length=1, max_length=500)]
+    correlation_id: CorrelationId | None = None
+
+    def to_canonical(self) -> RevenueJournal:
+        fields = msgspec.structs.asdict(self)
+        fields["lines"] = [
+            RevenueJournalLine(item_code=line.item_code, amount=Decimal(line.amount))
+            for line in self.lines
+        ]
+        return RevenueJournal(**fields)
+
+    @classmethod
+    def of(cls, journal: RevenueJournal) -> RevenueJournalInput:
+        fields = msgspec.structs.asdict(journal)
+        fields["lines"] = [
+            RevenueJournalLineInput(item_code=line.item_code, amount=decimal_text(line.amount))
+            for line in journal.lines
+        ]
+        return cls(**fields)
+
+
 class TrialBalance(Base):
     """Debit minus credit per account; over all accounts it sums to zero."""
 
@@ -279,6 +322,16 @@ class ErpPort(Protocol):
         and whether more follow: a poller resumes from the last id it saw. ``NotFound``
         (``payment_not_found``) when ``after`` is no payment's id."""
         ...
+
+    async def post_revenue_journal(self, journal: RevenueJournal) -> ErpRevenueJournal:
+        """Books revenue recognition: per item, Cr its revenue account and Dr the contract
+        balance (2400) by the signed amount, dated ``posting_date``. Idempotent by
+        ``external_ref``. ``BusinessRuleViolation`` with ``code`` ``period_closed``,
+        ``unknown_legal_entity``, ``unknown_item``, ``unknown_currency`` or
+        ``amount_not_rounded``."""
+        ...
+
+    async def find_revenue_journal(self, external_ref: str) -> ErpRevenueJournal | None: ...
 
     async def account_balances(
         self, legal_entity_id: str | None = None, currency: str | None = None

@@ -14,7 +14,7 @@ from litestar.params import Dependency, Parameter
 
 from canonical.access import requires
 from canonical.errors import NotFound
-from canonical.model import ErpDocument, ErpItem, ErpPayment, LegalEntity
+from canonical.model import ErpDocument, ErpItem, ErpPayment, ErpRevenueJournal, LegalEntity
 from system_apis.erp.port import (
     CODE_PATTERN,
     PERIOD_PATTERN,
@@ -29,6 +29,7 @@ from system_apis.erp.port import (
     LegalEntityInput,
     LegalEntityList,
     PeriodStatusInput,
+    RevenueJournalInput,
     TrialBalance,
 )
 from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, page_in_memory
@@ -155,6 +156,31 @@ async def list_payments(
     return ErpPaymentList(data=data, has_more=has_more)
 
 
+@post("/revenue-journals", security=WRITE, operation_id="erpPostRevenueJournal")
+async def post_revenue_journal(erp: Erp, data: RevenueJournalInput) -> ErpRevenueJournal:
+    """Book a revenue recognition journal (per item: Cr revenue, Dr contract balance
+    2400; negative amounts the other way). Idempotent by ``external_ref``: a repeat
+    returns the journal already booked. A closed period, an unknown item or legal
+    entity answer 422."""
+    return await erp.post_revenue_journal(data.to_canonical())
+
+
+@get(
+    "/revenue-journals/lookup",
+    security=READ,
+    operation_id="erpFindRevenueJournal",
+    raises=[NotFoundException],
+)
+async def find_revenue_journal(erp: Erp, external_ref: ExternalRefQuery) -> ErpRevenueJournal:
+    """The revenue journal booked with this ``external_ref`` (404 when none was)."""
+    found = await erp.find_revenue_journal(external_ref)
+    if found is None:
+        raise NotFound(
+            f"no revenue journal with external_ref {external_ref}", code="journal_not_found"
+        )
+    return found
+
+
 @get("/trial-balance", security=READ, operation_id="erpTrialBalance")
 async def trial_balance(
     erp: Erp, legal_entity_id: IdFilter = None, currency: CurrencyFilter = None
@@ -181,6 +207,8 @@ router = Router(
         list_documents,
         record_payment,
         list_payments,
+        post_revenue_journal,
+        find_revenue_journal,
         trial_balance,
     ],
     tags=["system-erp"],

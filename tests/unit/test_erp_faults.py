@@ -16,7 +16,14 @@ from canonical.errors import (
     SystemThrottled,
     SystemUnavailable,
 )
-from canonical.model import ErpInvoice, ErpInvoiceLine, ErpItem, ErpPaymentIn
+from canonical.model import (
+    ErpInvoice,
+    ErpInvoiceLine,
+    ErpItem,
+    ErpPaymentIn,
+    RevenueJournal,
+    RevenueJournalLine,
+)
 from canonical.persistence import create_engine, session_factory
 from system_apis.erp.port import ErpPort
 from system_apis.erp.reference import ReferenceErp
@@ -54,6 +61,17 @@ def payment(document_id: str = "doc_1", ref: str = "bank_1") -> ErpPaymentIn:
     )
 
 
+def journal(ref: str = "rvj_1") -> RevenueJournal:
+    return RevenueJournal(
+        external_ref=ref,
+        legal_entity_id="le_de",
+        currency="EUR",
+        posting_date=date(2025, 4, 1),
+        description="Revenue recognised on 2025-04-01",
+        lines=[RevenueJournalLine(item_code="calls", amount=D("1.00"))],
+    )
+
+
 # One call of every port method: name -> (args, kwargs).
 CALLS = {
     "put_legal_entity": ((SELLER,), {}),
@@ -69,10 +87,12 @@ CALLS = {
     "list_documents": ((), {"limit": 10, "starting_after": None, "customer_id": "cus_a"}),
     "record_payment": ((payment(),), {}),
     "list_payments": ((), {"after": "pay_1", "limit": 10}),
+    "post_revenue_journal": ((journal(),), {}),
+    "find_revenue_journal": (("rvj_1",), {}),
     "account_balances": (("le_de", "EUR"), {}),
 }
 # The writes a caller repeats by external_ref: the only calls whose answer may be lost.
-AMBIGUOUS_WRITES = ["post_invoice", "record_payment"]
+AMBIGUOUS_WRITES = ["post_invoice", "record_payment", "post_revenue_journal"]
 READS_AND_MASTER_DATA = [name for name in CALLS if name not in AMBIGUOUS_WRITES]
 
 

@@ -19,7 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import correlation
 from canonical.errors import BusinessRuleViolation, InvalidRequest, NotFound
-from canonical.model import ErpDocument, ErpInvoice, ErpItem, ErpPayment, ErpPaymentIn, LegalEntity
+from canonical.model import (
+    ErpDocument,
+    ErpInvoice,
+    ErpItem,
+    ErpPayment,
+    ErpPaymentIn,
+    ErpRevenueJournal,
+    LegalEntity,
+    RevenueJournal,
+)
 from canonical.money import is_currency
 from canonical.persistence import insert_ignore, upsert
 from canonical.time import utcnow
@@ -38,6 +47,7 @@ from system_apis.erp.reference.documents import (
 )
 from system_apis.erp.reference.payments import list_payments, record_payment
 from system_apis.erp.reference.periods import period_of, require_open_period
+from system_apis.erp.reference.revenue import find_revenue_journal, post_revenue_journal
 from system_apis.erp.reference.tables import (
     customers,
     documents,
@@ -256,6 +266,14 @@ class ReferenceErp:
         self, *, after: str | None = None, limit: int = 100
     ) -> tuple[list[ErpPayment], bool]:
         return await list_payments(self._sessions, after=after, limit=limit)
+
+    # --- revenue recognition ---------------------------------------------------------
+
+    async def post_revenue_journal(self, journal: RevenueJournal) -> ErpRevenueJournal:
+        return await post_revenue_journal(self._sessions, journal, self._revenue_accounts)
+
+    async def find_revenue_journal(self, external_ref: str) -> ErpRevenueJournal | None:
+        return await find_revenue_journal(self._sessions, external_ref)
 
     # --- the ledger ------------------------------------------------------------------
 

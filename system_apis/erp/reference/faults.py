@@ -41,7 +41,16 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from canonical.errors import AmbiguousCommit, SystemThrottled, SystemUnavailable
-from canonical.model import ErpDocument, ErpInvoice, ErpItem, ErpPayment, ErpPaymentIn, LegalEntity
+from canonical.model import (
+    ErpDocument,
+    ErpInvoice,
+    ErpItem,
+    ErpPayment,
+    ErpPaymentIn,
+    ErpRevenueJournal,
+    LegalEntity,
+    RevenueJournal,
+)
 from canonical.time import as_utc, utcnow
 from system_apis.erp.port import AccountingPeriod, ErpPort, PeriodStatus
 
@@ -346,6 +355,21 @@ class FaultyErp:
         if self._active:
             await self._enter()
         return await self.inner.list_payments(after=after, limit=limit)
+
+    async def post_revenue_journal(self, journal: RevenueJournal) -> ErpRevenueJournal:
+        self.stats["calls"] += 1
+        if self._active:
+            await self._enter()
+        posted = await self.inner.post_revenue_journal(journal)
+        if self._active:
+            self._lose_answer("post_revenue_journal")
+        return posted
+
+    async def find_revenue_journal(self, external_ref: str) -> ErpRevenueJournal | None:
+        self.stats["calls"] += 1
+        if self._active:
+            await self._enter()
+        return await self.inner.find_revenue_journal(external_ref)
 
     async def account_balances(
         self, legal_entity_id: str | None = None, currency: str | None = None

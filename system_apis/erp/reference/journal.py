@@ -12,6 +12,8 @@ an entry whose debits and credits differ.
                                                 Cr 2200 tax payable (tax)
     credit_memo:           the same with the sides swapped (amounts stay positive)
     payment:               Dr 1000 bank (amount)  Cr 1200 AR (amount)
+    revenue recognition:   Dr 2400 contract balance  Cr revenue per item account
+                           (per account the net of the day; a negative net swaps sides)
 """
 
 from __future__ import annotations
@@ -23,9 +25,20 @@ from decimal import Decimal
 from canonical.errors import BusinessRuleViolation
 from canonical.model import JournalLine
 from canonical.money import round_money
-from system_apis.erp.reference.chart import ACCOUNTS_RECEIVABLE, BANK, TAX_PAYABLE
+from system_apis.erp.reference.chart import (
+    ACCOUNTS_RECEIVABLE,
+    BANK,
+    CONTRACT_BALANCE,
+    TAX_PAYABLE,
+)
 
-__all__ = ["Posting", "assert_balanced", "build_journal", "build_payment_journal"]
+__all__ = [
+    "Posting",
+    "assert_balanced",
+    "build_journal",
+    "build_payment_journal",
+    "build_revenue_journal",
+]
 
 Posting = tuple[str, Decimal, Decimal]  # (revenue account, net amount, tax amount)
 
@@ -71,6 +84,29 @@ def build_payment_journal(currency: str, amount: Decimal) -> list[JournalLine]:
         JournalLine(account=BANK, debit=amount, credit=zero),
         JournalLine(account=ACCOUNTS_RECEIVABLE, debit=zero, credit=amount),
     ]
+    assert_balanced(lines)
+    return lines
+
+
+def build_revenue_journal(
+    currency: str, recognised: Iterable[tuple[str, Decimal]]
+) -> list[JournalLine]:
+    """The entry recognising revenue: per revenue account the signed amount recognised
+    (positive: credit revenue; negative: a reversal, debit revenue), against the contract
+    balance for the net. Amounts are already rounded; zero accounts are left out."""
+    net: dict[str, Decimal] = defaultdict(Decimal)
+    for account, amount in recognised:
+        net[account] += amount
+    zero = round_money(Decimal(0), currency)
+    lines = []
+    for account, amount in [(a, -net[a]) for a in sorted(net)] + [
+        (CONTRACT_BALANCE, sum(net.values(), Decimal(0)))
+    ]:
+        amount = round_money(amount, currency)
+        if amount > 0:
+            lines.append(JournalLine(account=account, debit=amount, credit=zero))
+        elif amount < 0:
+            lines.append(JournalLine(account=account, debit=zero, credit=-amount))
     assert_balanced(lines)
     return lines
 

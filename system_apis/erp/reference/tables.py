@@ -18,6 +18,7 @@ __all__ = [
     "payment_counter",
     "payments",
     "periods",
+    "revenue_journals",
 ]
 
 metadata = new_metadata()
@@ -149,4 +150,25 @@ payment_counter = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     CheckConstraint(f"id = {PAYMENT_COUNTER_ID}", name="single_row"),
+)
+
+# A revenue recognition journal: its entry (no document) and the ref it was posted under.
+revenue_journals = Table(
+    "erp_revenue_journals",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("external_ref", String(128), nullable=False, unique=True),
+    Column("legal_entity_id", String(64), ForeignKey("erp_legal_entities.id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("posting_date", Date, nullable=False),
+    Column("description", String(500), nullable=False),
+    Column(
+        "journal_entry_id",
+        String(64),
+        ForeignKey("erp_journal_entries.id"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("correlation_id", String(128)),
+    Column("created_at", UTCDateTime, nullable=False),
 )
