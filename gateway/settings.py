@@ -55,6 +55,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     worker_interval_seconds: float = 5.0
     # A billing run's runner renews its lease; a run whose lease ran out is resumed.
     billing_run_lease_seconds: float = 60.0
+    # Grace window: invoices stay drafts this many days after their period ends, and
+    # every run of the period re-rates them with the events since; the first run after
+    # it finalizes them (the worker starts one). 0: invoices are finalized at once.
+    billing_grace_days: float = 0.0
     # The ERP's API quota: the outbox worker never calls faster.
     erp_quota_per_second: float = 10.0
     # Calls per document in one go (backoff with jitter between them), then the next

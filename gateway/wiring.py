@@ -282,6 +282,7 @@ def build_container(settings: Settings) -> Container:
         erp,
         usage,
         lease=timedelta(seconds=settings.billing_run_lease_seconds),
+        grace=timedelta(days=settings.billing_grace_days),
     )
     # After a run, its invoices are posted at once: by this process's outbox worker on
     # the embedded default (started if need be), else by a worker's, if one runs here.

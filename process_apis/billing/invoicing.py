@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import msgspec
 import sqlalchemy as sa
@@ -47,6 +47,7 @@ from process_apis.billing.aggregation import (
     aggregate,
     aggregate_windows,
 )
+from process_apis.billing.drafts import status_for
 from process_apis.billing.segments import Segment, segments
 from process_apis.invoices.store import next_invoice_numbers, write_invoices
 from process_apis.posting.service import posting_date
@@ -124,10 +125,19 @@ class RunMasterData:
 
 
 class SubscriptionBiller:
-    def __init__(self, sessions: async_sessionmaker, billing: BillingPort, tax: TaxPort) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker,
+        billing: BillingPort,
+        tax: TaxPort,
+        *,
+        grace: timedelta = timedelta(0),
+    ) -> None:
         self._sessions = sessions
         self._billing = billing
         self._tax = tax
+        # Invoices of a period are drafts until this long after it ends (``drafts``).
+        self.grace = grace
 
     async def usage(
         self, subscriptions: list[Subscription], period: Period, masters: RunMasterData
@@ -307,7 +317,7 @@ class SubscriptionBiller:
             currency=currency,
             period_start=period.first_day,
             period_end=period.end.date(),
-            status="finalized",
+            status=status_for(period, self.grace),
             lines=lines,
             subtotal=subtotal,
             tax_total=tax_total,
@@ -378,7 +388,7 @@ async def _write(session: AsyncSession, drafts: list[Draft]) -> None:
         session,
         [
             AuditEvent(
-                action="invoice.finalized",
+                action=f"invoice.{invoice.status}",  # finalized, or draft (grace window)
                 subject_type="invoice",
                 subject_id=invoice.id,
                 data={

@@ -53,6 +53,8 @@ class BillingRunner(BackgroundLoop):
         return ran
 
     async def round(self) -> None:
+        # Drafts whose grace window is over are finalized by a run of their period.
+        await self._runs.start_finalizing()
         await self.run_pending()
 
     async def stopped(self) -> None:

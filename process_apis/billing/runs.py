@@ -35,6 +35,7 @@ from canonical.model import Subscription
 from canonical.time import Period, utcnow
 from process_apis.audit import append
 from process_apis.billing.corrections import Corrections
+from process_apis.billing.drafts import DraftRefresher, finalize_due, grace_over
 from process_apis.billing.invoicing import Draft, RunMasterData, SubscriptionBiller, Usage
 from process_apis.billing.run_model import (
     BillingRun,
@@ -87,6 +88,8 @@ class _Run(msgspec.Struct, kw_only=True):
     billed: dict[str, str | None]  # subscription -> the run that billed it ("": unknown)
     held_before: set[str]  # billing_failed exceptions open when the run started
     late: set[str]  # customers with late usage for the period, corrected by memos
+    drafted: set[str]  # subscriptions whose invoices are drafts (a grace window)
+    finalize: bool  # the grace window is over: drafts are finalized
     progress: Progress
     batch: int  # subscriptions drafted concurrently and written in one transaction
     renew_every: timedelta
@@ -105,13 +108,16 @@ class BillingRunService:
         usage: UsageService,
         *,
         lease: timedelta = timedelta(seconds=60),
+        grace: timedelta = timedelta(0),
     ) -> None:
         self._sessions = sessions
         self._crm = crm
         self._billing = billing
         self._erp = erp
         self._usage = usage
-        self._biller = SubscriptionBiller(sessions, billing, tax)
+        self._biller = SubscriptionBiller(sessions, billing, tax, grace=grace)
+        self._drafts = DraftRefresher(sessions)
+        self.grace = grace
         self._exceptions = ExceptionService(sessions)
         self._corrections = Corrections(sessions, self._biller)
         self.lease = lease
@@ -161,6 +167,12 @@ class BillingRunService:
                 data={"period": str(period), "customer_ids": customer_ids},
             )
         return await self.get(run_id)
+
+    async def start_finalizing(self) -> list[BillingRun]:
+        """A run for each period whose grace window is over and still holds drafts."""
+        if not self.grace:
+            return []
+        return [await self.start(p) for p in await finalize_due(self._sessions, self.grace)]
 
     async def run(self, period: Period, customer_ids: list[str] | None = None) -> BillingRun:
         """Start a run and execute it here, to the end (the CLI; tests)."""
@@ -240,7 +252,7 @@ class BillingRunService:
         )
         if row.customer_ids is None:
             await masters.load_customers({s.customer_id for s in subscriptions})
-        billed = await self._billed_subscriptions([s.id for s in subscriptions], period)
+        billed, drafted = await self._billed_subscriptions([s.id for s in subscriptions], period)
         progress = Progress(
             subscriptions=len(subscriptions),
             invoiced=await self._invoiced_by(row.id),
@@ -251,6 +263,8 @@ class BillingRunService:
             subscriptions=subscriptions,
             masters=masters,
             billed=billed,
+            drafted=drafted,
+            finalize=not self.grace or grace_over(period, self.grace),
             held_before=await self._exceptions.open_subjects("billing_failed"),
             late=await self._corrections.pending(period),
             progress=progress,
@@ -284,6 +298,11 @@ class BillingRunService:
                 pending.append((subscription, outcome))
         if not pending:
             return
+        refreshed = [(s, d) for s, d in pending if s.id in run.drafted]
+        pending = [(s, d) for s, d in pending if s.id not in run.drafted]
+        for _, drafts in refreshed:
+            # A draft in its grace window, re-rated with the events since (or finalized).
+            run.progress.invoiced += await self._drafts.refresh(drafts, run.finalize)
         with_drafts = [drafts for _, drafts in pending if drafts]
         created = iter(await self._biller.write(with_drafts) if with_drafts else [])
         for _, drafts in pending:
@@ -406,18 +425,28 @@ class BillingRunService:
 
     async def _billed_subscriptions(
         self, subscription_ids: list[str], period: Period
-    ) -> dict[str, str | None]:
+    ) -> tuple[dict[str, str | None], set[str]]:
         """Which of the subscriptions already have an invoice for ``period``, and the run
-        that wrote it: one query per chunk of ids (by the unique index)."""
+        that wrote it, and which have drafts instead: one query per chunk of ids (by the
+        unique index)."""
         billed: dict[str, str | None] = {}
+        drafted: set[str] = set()
         async with self._sessions() as session:
             for i in range(0, len(subscription_ids), _ID_CHUNK):
                 found = await session.execute(
-                    sa.select(invoices.c.subscription_id, invoices.c.run_id).where(
+                    sa.select(
+                        invoices.c.subscription_id, invoices.c.run_id, invoices.c.status
+                    ).where(
                         invoices.c.subscription_id.in_(subscription_ids[i : i + _ID_CHUNK]),
                         invoices.c.period_start == period.first_day,
                         invoices.c.kind == "invoice",
                     )
                 )
-                billed.update((sub, run or "") for sub, run in found)
-        return billed
+                for sub, run, status in found:
+                    if status == "draft":
+                        drafted.add(sub)
+                    else:
+                        billed[sub] = run or ""
+        # A subscription with a finalized invoice in one currency and a draft in another
+        # is billed: its drafts are finalized by hand.
+        return billed, drafted - billed.keys()

@@ -24,6 +24,7 @@ __all__ = [
     "next_invoice_numbers",
     "write_invoice",
     "write_invoices",
+    "write_lines",
 ]
 
 
@@ -80,29 +81,34 @@ async def write_invoices(
         return
     now = utcnow()
     await session.execute(invoices.insert(), [_document(invoice, now) for invoice, _ in documents])
-    await session.execute(
-        invoice_lines.insert(),
-        [
-            _line_values(invoice.id, position, line, event_type)
-            for invoice, event_types in documents
-            for position, (line, event_type) in enumerate(
-                zip(invoice.lines, event_types, strict=True)
-            )
-        ],
-    )
-    await session.execute(
-        postings.insert(),
-        [
-            {
-                "invoice_id": invoice.id,
-                "status": "pending",
-                "attempts": 0,
-                "correlation_id": invoice.correlation_id,
-                "updated_at": now,
-            }
-            for invoice, _ in documents
-        ],
-    )
+    await write_lines(session, documents)
+    # Drafts (a grace window) reach the outbox when they are finalized.
+    outbox = [
+        {
+            "invoice_id": invoice.id,
+            "status": "pending",
+            "attempts": 0,
+            "correlation_id": invoice.correlation_id,
+            "updated_at": now,
+        }
+        for invoice, _ in documents
+        if invoice.status != "draft"
+    ]
+    if outbox:
+        await session.execute(postings.insert(), outbox)
+
+
+async def write_lines(
+    session: AsyncSession, documents: list[tuple[Invoice, list[str | None]]]
+) -> None:
+    """The lines of ``documents`` (written, or a draft's lines replaced)."""
+    rows = [
+        _line_values(invoice.id, position, line, event_type)
+        for invoice, event_types in documents
+        for position, (line, event_type) in enumerate(zip(invoice.lines, event_types, strict=True))
+    ]
+    if rows:
+        await session.execute(invoice_lines.insert(), rows)
 
 
 def _document(invoice: Invoice, now: datetime) -> dict:

@@ -169,7 +169,8 @@ def _invoiced_periods(connection: sa.Connection, prepared: list[Prepared]) -> se
     for start in range(0, len(customers), LOOKUP_CHUNK):
         query = sa.select(invoices.c.customer_id, invoices.c.period_start).where(
             invoices.c.kind == "invoice",
-            invoices.c.status != "void",
+            # A draft (grace window) is re-rated with the period's events: not late.
+            invoices.c.status.not_in(("void", "draft")),
             invoices.c.customer_id.in_(customers[start : start + LOOKUP_CHUNK]),
             invoices.c.period_start.in_(months),
         )

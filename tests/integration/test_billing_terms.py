@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from canonical.model import Amendment, FlatCharge, LegalEntity, PricePlan, Subscription
+from canonical.model import (
+    Amendment,
+    FlatCharge,
+    LegalEntity,
+    MinimumCommitment,
+    PerUnitCharge,
+    PricePlan,
+    Subscription,
+)
 from canonical.time import Period, utcnow
 from tests.support.app import gateway_client
 from tests.support.seeding import customer, seed
@@ -130,3 +138,76 @@ async def test_proration_amendments_currencies_and_legal_entities(database_url):
         usd = invoices["sub_usd", "USD"]
         assert usd.tax_total == cents(usd.subtotal * D("0.19"))
         assert usd.total == usd.subtotal + usd.tax_total
+
+
+def _committed(plan_id: str, minimum: str) -> PricePlan:
+    return PricePlan(
+        id=plan_id,
+        code=plan_id.removeprefix("plan_"),
+        name=plan_id,
+        currency="EUR",
+        charges=[
+            PerUnitCharge(
+                code="calls",
+                description="Calls",
+                item_code="calls",
+                meter_code="calls",
+                unit_price=D("0.20"),
+            ),
+            MinimumCommitment(
+                code="minimum", description="Minimum", item_code="minimum", amount=D(minimum)
+            ),
+        ],
+    )
+
+
+async def test_a_minimum_commitment_amended_mid_period(database_url):
+    """Each part of the period meets its own plan's minimum, prorated by its days: 50
+    calls (10.00) before the amendment against a 30.00 minimum, 100 calls (20.00) after
+    it against 60.00: both fall short in a month of any length."""
+    period = Period.containing(utcnow().replace(day=1) - timedelta(days=1))  # last month
+    days, day = D(period.days), period.first_day
+    small, large = _committed("plan_min30", "30"), _committed("plan_min60", "60")
+    async with gateway_client(
+        database_url, worker_in_process=False, event_max_age_days=70
+    ) as client:
+        c = client.container
+        await seed(c, small)
+        await c.billing.put_plan(large)
+        await c.crm.put_subscription(
+            Subscription(
+                id="sub_cus_de",
+                customer_id="cus_de",
+                plan_id=small.id,
+                start_date=date(2020, 1, 1),
+                amendments=[Amendment(effective_from=day + timedelta(15), plan_id=large.id)],
+            )
+        )
+        events = [
+            {
+                "id": f"c{i}",
+                "source": "terms",
+                "event_type": "api.request",
+                "customer_id": "cus_de",
+                "timestamp": f"{day + timedelta(2 if i < 50 else 20)}T10:{i % 60:02d}:00Z",
+            }
+            for i in range(150)
+        ]
+        sent = await client.post("/process/usage/v1/events", json=events)
+        assert sent.json()["accepted"] == 150, sent.text
+
+        run = await c.billing_runs.run(period, ["cus_de"])
+        assert run.status == "completed" and run.counts.invoiced == 1
+        [invoice] = (await c.invoices.list(customer_id="cus_de", limit=10))[0]
+        before = cents(D(30) * 15 / days - D("10.00"))
+        after = cents(D(60) * (days - 15) / days - D("20.00"))
+        assert [(line.kind, line.amount) for line in invoice.lines] == [
+            ("usage", D("10.00")),
+            ("minimum", before),
+            ("usage", D("20.00")),
+            ("minimum", after),
+        ]
+        assert invoice.subtotal == D("30.00") + before + after
+        assert invoice.tax_total == sum(
+            (cents(x * D("0.19")) for x in (D("10.00"), before, D("20.00"), after)), D(0)
+        )
