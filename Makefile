@@ -41,6 +41,7 @@ contracts: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/experience.py
 	$(BIN)/python bench/billing.py
 
 clean:

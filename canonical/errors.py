@@ -2,6 +2,7 @@
 
 MeterlineError                    base: a stable ``code`` and a human ``detail``
 ├── NotFound                      the resource does not exist (or is not yours)
+├── Forbidden                     the caller is known but not entitled to this operation
 ├── InvalidRequest                input that cannot be processed as given
 │   ├── IdempotencyKeyRequired    a required Idempotency-Key header is missing
 │   ├── IdempotencyKeyReused      same key, different request fingerprint
@@ -27,6 +28,7 @@ __all__ = [
     "AmbiguousCommit",
     "BusinessRuleViolation",
     "Conflict",
+    "Forbidden",
     "IdempotencyInFlight",
     "IdempotencyKeyRequired",
     "IdempotencyKeyReused",
@@ -58,6 +60,11 @@ class MeterlineError(Exception):
 class NotFound(MeterlineError):
     code = "not_found"
     title = "Resource not found"
+
+
+class Forbidden(MeterlineError):
+    code = "forbidden"
+    title = "Forbidden"
 
 
 class InvalidRequest(MeterlineError):

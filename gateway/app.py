@@ -16,6 +16,10 @@ from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecuritySch
 from litestar.routes import HTTPRoute
 
 from canonical.access import SCOPES, SECURITY_SCHEME
+from experience_apis.finance.page.routes import router as finance_page_router
+from experience_apis.finance.page.routes import template_config as finance_page_templates
+from experience_apis.finance.routes import router as finance_router
+from experience_apis.partner.routes import router as partner_router
 from experience_apis.portal.routes import router as portal_router
 from gateway import health, openapi_routes
 from gateway.auth.middleware import PUBLIC, AuthenticationMiddleware, requirement_of
@@ -59,6 +63,8 @@ API_ROUTERS = [
     ("process-lineage", lineage_router),
     ("process-revenue", revenue_router),
     ("experience-portal", portal_router),
+    ("experience-partner", partner_router),
+    ("experience-finance", finance_router),
     ("gateway-health", health.router),
     ("gateway-oauth", oauth_router),
 ]
@@ -143,7 +149,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         await container.aclose()
 
     app = Litestar(
-        route_handlers=[*(router for _, router in API_ROUTERS), openapi_routes.router],
+        route_handlers=[
+            *(router for _, router in API_ROUTERS),
+            openapi_routes.router,
+            finance_page_router,
+        ],
+        template_config=finance_page_templates(),
         dependencies=container.dependencies(),
         exception_handlers=exception_handlers,
         request_max_body_size=settings.max_body_bytes,

@@ -30,6 +30,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.MeterlineError], int]] = [
     (InsufficientScope, 403),
     (RateLimited, 429),
     (errors.NotFound, 404),
+    (errors.Forbidden, 403),
     (errors.IdempotencyKeyRequired, 400),
     (errors.IdempotencyKeyReused, 422),
     (errors.PayloadTooLarge, 413),
@@ -111,6 +112,10 @@ def _domain(request: Request, exc: errors.MeterlineError) -> Response:
     headers = dict(exc.headers) if isinstance(exc, GatewayError) else None
     if isinstance(exc, errors.SystemThrottled | errors.Unavailable):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    if isinstance(exc, errors.Forbidden):
+        # Like every 403 here, with the Bearer challenge (RFC 6750 §3.1): the token lacks
+        # a privilege the operation needs (e.g. the partner claim).
+        headers = {"WWW-Authenticate": 'Bearer realm="meterline", error="insufficient_scope"'}
     if status >= 500:
         log.warning("upstream failure %s: %s", exc.code, exc.detail)
     return problem_response(request, status, exc.code, exc.title, exc.detail, headers=headers)

@@ -375,7 +375,9 @@ class RateLimitMiddleware(ASGIMiddleware):
                 client_identity(caller.client_id) if caller else f"ip:{limits.client_ip(scope)}"
             )
             decisions = [await limits.hit(policy, identity)]
-            if decisions[0].allowed and caller is not None and caller.partner_id:
+            # A partner route's class is the partner budget itself: spent once, not twice.
+            partner_extra = policy != "partner" and caller is not None and caller.partner_id
+            if decisions[0].allowed and partner_extra:
                 decisions.append(await limits.hit("partner", client_identity(caller.client_id)))
         decision = _tightest(decisions)
         if not decision.allowed:

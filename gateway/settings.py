@@ -104,11 +104,22 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # nobody is, and the client IP is the TCP peer.
     trusted_proxies: str = ""
 
+    # --- Experience API view cache (docs/adr/0014) ------------------------------------
+    # Bytes of rendered views kept in each process (0: none), and Redis behind it, shared
+    # by every process, when redis_url is set (unless turned off). Entries are keyed by
+    # data versions, so they are never stale; the TTL (seconds) only bounds memory.
+    experience_cache_bytes: int = 64_000_000
+    experience_cache_redis: bool = True
+    experience_cache_ttl_seconds: float = 600.0
+
     # --- Edge --------------------------------------------------------------------------
     # Origins allowed to call the APIs from a browser (comma-separated); none by default.
     cors_origins: str = ""
     # Send Strict-Transport-Security (only behind TLS).
     hsts: bool = False
+    # The finance page's cookies are Secure when true; unset, when the page is served
+    # over https (set true behind a proxy that terminates TLS).
+    finance_page_secure_cookie: bool | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:

@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from canonical.access import Caller
 from canonical.persistence import create_engine, create_sqlite_writer, session_factory
+from experience_apis.caching import ViewCache
+from experience_apis.finance.service import FinanceService
+from experience_apis.partner.service import PartnerService
 from experience_apis.portal.service import PortalService
 from gateway.auth.clients import ClientRegistry
 from gateway.auth.keys import KeyRing
@@ -28,19 +31,27 @@ from process_apis.exceptions.service import ExceptionService
 from process_apis.exceptions.workbench import ExceptionWorkbench
 from process_apis.idempotency import DatabaseIdempotencyStore, IdempotencyStore
 from process_apis.invoices.lifecycle import InvoiceLifecycle
+from process_apis.invoices.queries import DocumentQueries
 from process_apis.invoices.store import InvoiceStore
 from process_apis.lineage.service import LineageService
+from process_apis.metered_usage import MeteredUsage
+from process_apis.partners import PartnerTenancy
 from process_apis.posting.outbox import OutboxWorker, PostingPolicy
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import PostingService
+from process_apis.receivables import Receivables
 from process_apis.reconciliation import ReconciliationService
 from process_apis.revenue.recognizer import RevenueRecognizer
 from process_apis.revenue.service import RevenueService
+from process_apis.usage.estimates import ChargeEstimates
 from process_apis.usage.group_commit import GroupCommit, ThreadGroupCommit
 from process_apis.usage.policy import EventTimePolicy
 from process_apis.usage.service import EventSink, UsageService
 from process_apis.usage.streams import RedisStreams, StreamConsumer, StreamSink
+from process_apis.usage.summaries import UsageSummaries
+from process_apis.usage.terms import TermsReader
 from process_apis.usage.writer import prepare, write_batches
+from process_apis.versions import DataVersions
 from system_apis.billing.port import BillingPort
 from system_apis.billing.reference import ReferenceBilling
 from system_apis.crm.port import CrmPort
@@ -88,6 +99,11 @@ class Container(msgspec.Struct, kw_only=True):
     revenue: RevenueService
     revenue_recognizer: RevenueRecognizer
     portal: PortalService
+    partner: PartnerService
+    # Rendered Experience API views (in process, and in Redis when configured).
+    view_cache: ViewCache
+    # Set once the process services it works through exist (``build_container``).
+    finance: FinanceService | None = None
     clients: ClientRegistry
     keyring: KeyRing
     # None when tokens come from an external authorization server.
@@ -121,6 +137,8 @@ class Container(msgspec.Struct, kw_only=True):
             "lineage",
             "revenue",
             "portal",
+            "partner",
+            "finance",
             "settings",
             "keyring",
             "token_issuer",
@@ -153,6 +171,7 @@ class Container(msgspec.Struct, kw_only=True):
             await self.streams.aclose()
         await self.group_commit.aclose()
         await self.rate_limits.aclose()
+        await self.view_cache.aclose()
         if isinstance(self.key_source, RemoteJwks):
             await self.key_source.aclose()
         await self.engine.dispose()
@@ -239,6 +258,12 @@ def build_container(settings: Settings) -> Container:
     if faults.active:
         erp = FaultyErp(erp, faults)
     invoices = InvoiceStore(sessions)
+    view_cache = ViewCache.create(
+        max_bytes=settings.experience_cache_bytes,
+        ttl=settings.experience_cache_ttl_seconds,
+        redis_url=settings.redis_url if settings.experience_cache_redis else None,
+        redis_prefix=settings.redis_key_prefix,
+    )
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
     payments = PaymentSync(sessions, erp)
@@ -311,7 +336,7 @@ def build_container(settings: Settings) -> Container:
             audience=settings.oauth_audience,
             ttl=settings.access_token_ttl_seconds,
         )
-    return Container(
+    container = Container(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -348,7 +373,23 @@ def build_container(settings: Settings) -> Container:
         ),
         revenue=RevenueService(sessions),
         revenue_recognizer=recognizer,
-        portal=PortalService(invoices, CustomerDirectory(crm)),
+        portal=PortalService(
+            customers=CustomerDirectory(crm),
+            invoices=invoices,
+            documents=DocumentQueries(sessions, invoices),
+            receivables=Receivables(sessions, invoices),
+            lineage=LineageService(sessions, erp),
+            terms=TermsReader(crm, billing),
+            usage=UsageSummaries(sessions),
+            estimates=ChargeEstimates(sessions, billing),
+            versions=DataVersions(sessions),
+            cache=view_cache,
+        ),
+        partner=PartnerService(
+            PartnerTenancy(crm, invoices),
+            Receivables(sessions, invoices),
+            MeteredUsage(sessions, crm, billing),
+        ),
         clients=clients,
         keyring=keyring,
         token_issuer=token_issuer,
@@ -358,4 +399,13 @@ def build_container(settings: Settings) -> Container:
         streams=streams,
         stream_sink=stream_sink,
         stream_consumer=stream_consumer,
+        view_cache=view_cache,
     )
+    container.finance = FinanceService(
+        sessions,
+        exceptions,
+        container.workbench,
+        container.reconciliation,
+        container.lineage,
+    )
+    return container

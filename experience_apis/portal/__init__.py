@@ -1,0 +1,1 @@
+"""Experience API for customer portals: summary, usage, estimate, invoices."""

@@ -1,24 +1,85 @@
-"""Portal queries, answered through process services only."""
+"""Portal queries, answered through process services only, each as a cached view.
+
+Every answer follows the same steps:
+
+1. read the version stamps (``DataVersions``) *first*, so whatever is read next is at
+   least as new as them;
+2. check the caller may see the customer (a partner only its own: anything else is the
+   404 of an unknown id), on every request, never from the cache;
+3. read the master data the view depends on (the customer, its terms), cheap lookups;
+4. answer the view kept under a key of all of the above, or compute and keep it.
+
+Document views key on the documents stamp, usage views on the usage stamp (none while
+usage is in flux: computed, not kept). See docs/adr/0014."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 from canonical import errors
-from experience_apis.portal.views import PortalInvoice, PortalInvoiceList, detail, summary
+from canonical.model import Customer
+from canonical.time import Period, utcnow
+from experience_apis.caching import CachedView, ViewCache, cache_key
+from experience_apis.portal.summary_views import summary_view
+from experience_apis.portal.usage_views import estimate_view, usage_view
+from experience_apis.portal.views import (
+    VISIBLE,
+    PortalEventList,
+    PortalInvoiceList,
+    detail,
+    event_view,
+    summary,
+)
 from process_apis.customers import CustomerDirectory
+from process_apis.invoices.queries import DocumentQueries
 from process_apis.invoices.store import InvoiceStore
+from process_apis.lineage.service import LineageService
+from process_apis.receivables import Receivables
+from process_apis.usage.estimates import ChargeEstimates
+from process_apis.usage.summaries import UsageSummaries
+from process_apis.usage.terms import TermsReader
+from process_apis.versions import DataVersions
 
 __all__ = ["PortalService"]
 
-# Drafts are work in progress; customers see documents from finalization on.
-VISIBLE = ("finalized", "posted", "paid", "void")
+# The earliest time a view reaches back to (before it, no period exists here).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _no_invoice(invoice_id: str) -> errors.NotFound:
+    return errors.NotFound(f"invoice {invoice_id[:80]} not found")
 
 
 class PortalService:
-    def __init__(self, invoices: InvoiceStore, customers: CustomerDirectory) -> None:
-        self._invoices = invoices
+    def __init__(
+        self,
+        *,
+        customers: CustomerDirectory,
+        invoices: InvoiceStore,
+        documents: DocumentQueries,
+        receivables: Receivables,
+        lineage: LineageService,
+        terms: TermsReader,
+        usage: UsageSummaries,
+        estimates: ChargeEstimates,
+        versions: DataVersions,
+        cache: ViewCache,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._customers = customers
+        self._invoices = invoices
+        self._documents = documents
+        self._receivables = receivables
+        self._lineage = lineage
+        self._terms = terms
+        self._usage = usage
+        self._estimates = estimates
+        self._versions = versions
+        self._cache = cache
+        self._clock = clock
 
-    async def _visible_customer(self, customer_id: str, partner_id: str | None):
+    async def _visible_customer(self, customer_id: str, partner_id: str | None) -> Customer:
         """The customer, if the caller may see it. A partner asking for a customer of
         another tenant gets the same 404 as for one that does not exist: it must not
         even learn that the id is taken."""
@@ -30,34 +91,175 @@ class PortalService:
             )
         return customer
 
+    async def _visible_invoice(self, invoice_id: str, partner_id: str | None) -> Customer:
+        """The customer of an issued document the caller may see; else the 404 of an
+        unknown document, whatever the reason."""
+        owner = await self._documents.owner(invoice_id)
+        if owner is None or owner.status not in VISIBLE:
+            raise _no_invoice(invoice_id)
+        try:
+            return await self._visible_customer(owner.customer_id, partner_id)
+        except errors.NotFound:
+            raise _no_invoice(invoice_id) from None
+
+    # --- documents ----------------------------------------------------------------
+
+    async def summary(self, customer_id: str, *, partner_id: str | None = None) -> CachedView:
+        versions = await self._versions.read()
+        customer = await self._visible_customer(customer_id, partner_id)
+        terms = await self._terms.read(customer.id, Period.containing(self._clock()))
+
+        async def build():
+            balances = await self._receivables.balances(customer.id)
+            latest = await self._receivables.last_invoice(customer.id)
+            return summary_view(customer, terms, balances, latest)
+
+        key = cache_key("portal.summary", versions.documents, customer, terms)
+        return await self._cache.view(key, build)
+
     async def customer_invoices(
         self,
         customer_id: str,
         *,
         partner_id: str | None = None,
         status: str | None = None,
+        period: Period | None = None,
         limit: int = 20,
         starting_after: str | None = None,
-    ) -> PortalInvoiceList:
+    ) -> CachedView:
+        versions = await self._versions.read()
         await self._visible_customer(customer_id, partner_id)
-        if status is not None and status not in VISIBLE:
-            return PortalInvoiceList(data=[], has_more=False)
-        # Visibility is part of the query: dropping drafts from a page already read would
-        # answer short (even empty) pages that still say has_more, with no cursor to go on.
-        page, has_more = await self._invoices.list(
-            customer_id=customer_id,
-            statuses=VISIBLE if status is None else (status,),
-            limit=limit,
-            starting_after=starting_after,
-        )
-        return PortalInvoiceList(data=[summary(i) for i in page], has_more=has_more)
+        statuses = VISIBLE if status is None else tuple(s for s in VISIBLE if s == status)
 
-    async def invoice(self, invoice_id: str, *, partner_id: str | None = None) -> PortalInvoice:
-        invoice = await self._invoices.get(invoice_id)
-        if invoice.status not in VISIBLE:
-            raise errors.NotFound(f"invoice {invoice_id} not found")
-        try:
-            customer = await self._visible_customer(invoice.customer_id, partner_id)
-        except errors.NotFound:
-            raise errors.NotFound(f"invoice {invoice_id} not found") from None
-        return detail(invoice, customer)
+        async def build():
+            if not statuses:
+                return PortalInvoiceList(data=[], has_more=False)
+            # Visibility is part of the query: dropping drafts from a page already read
+            # would answer short (even empty) pages that still say has_more.
+            page, has_more = await self._invoices.list(
+                customer_id=customer_id,
+                statuses=statuses,
+                period_start=period.first_day if period else None,
+                limit=limit,
+                starting_after=starting_after,
+            )
+            return PortalInvoiceList(data=[summary(i) for i in page], has_more=has_more)
+
+        key = cache_key(
+            "portal.invoices",
+            versions.documents,
+            customer_id,
+            statuses,
+            period,
+            limit,
+            starting_after,
+        )
+        return await self._cache.view(key, build)
+
+    async def invoice(self, invoice_id: str, *, partner_id: str | None = None) -> CachedView:
+        versions = await self._versions.read()
+        customer = await self._visible_invoice(invoice_id, partner_id)
+
+        async def build():
+            invoice = await self._invoices.get(invoice_id)
+            memos = await self._documents.corrections(invoice_id, VISIBLE)
+            payments = await self._receivables.payments(invoice_id)
+            return detail(invoice, customer, memos, payments)
+
+        key = cache_key("portal.invoice", versions.documents, invoice_id, customer)
+        return await self._cache.view(key, build)
+
+    async def line_events(
+        self,
+        invoice_id: str,
+        line_id: str,
+        *,
+        partner_id: str | None = None,
+        limit: int = 50,
+        starting_after: int | None = None,
+    ) -> CachedView:
+        versions = await self._versions.read(usage=True)
+        await self._visible_invoice(invoice_id, partner_id)
+
+        async def build():
+            events, has_more = await self._lineage.line_events(
+                invoice_id, line_id, limit=limit, starting_after=starting_after
+            )
+            return PortalEventList(data=[event_view(e) for e in events], has_more=has_more)
+
+        key = None
+        if versions.usage is not None:
+            key = cache_key(
+                "portal.line_events",
+                versions.documents,
+                versions.usage,
+                invoice_id,
+                line_id,
+                limit,
+                starting_after,
+            )
+        return await self._cache.view(key, build)
+
+    # --- usage ----------------------------------------------------------------------
+
+    async def usage(
+        self, customer_id: str, *, partner_id: str | None = None, period: Period | None = None
+    ) -> CachedView:
+        versions = await self._versions.read(usage=True)
+        customer = await self._visible_customer(customer_id, partner_id)
+        now = self._clock()
+        today, open_period = now.date(), Period.containing(now)
+        period = period or open_period
+        if (period.year, period.month) > (open_period.year, open_period.month):
+            raise errors.BusinessRuleViolation(
+                f"period {period} has not started (the open period is {open_period})",
+                code="period_not_started",
+            )
+        terms = await self._terms.read(customer.id, period)
+        is_open = period == open_period
+
+        async def build():
+            series = await self._usage.period(terms, today)
+            return usage_view(customer.id, period, is_open, series)
+
+        key = None
+        if versions.usage is not None:
+            # The open period's series grows by a day at midnight: today is an input.
+            key = cache_key("portal.usage", versions.usage, terms, today if is_open else None)
+        return await self._cache.view(key, build)
+
+    async def estimate(
+        self, customer_id: str, *, partner_id: str | None = None, as_of: datetime | None = None
+    ) -> CachedView:
+        versions = await self._versions.read(usage=True)
+        customer = await self._visible_customer(customer_id, partner_id)
+        now = self._clock()
+        as_of = _check_as_of(as_of, now)
+        terms = await self._terms.read(customer.id, Period.containing(as_of or now))
+
+        async def build():
+            charges, totals = await self._estimates.estimate(terms, as_of)
+            return estimate_view(customer.id, terms.period, as_of or self._clock(), charges, totals)
+
+        key = None
+        if versions.usage is not None:
+            key = cache_key("portal.estimate", versions.usage, terms, as_of)
+        return await self._cache.view(key, build)
+
+
+def _check_as_of(as_of: datetime | None, now: datetime) -> datetime | None:
+    """``as_of`` in UTC; refused outside [1970, now] (no estimate of the future)."""
+    if as_of is None:
+        return None
+    try:
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=UTC)
+        as_of = as_of.astimezone(UTC)
+        valid = EPOCH <= as_of <= now
+    except (OverflowError, ValueError):
+        valid = False
+    if not valid:
+        raise errors.BusinessRuleViolation(
+            f"as_of must lie between {EPOCH:%Y-%m-%d} and now", code="as_of_out_of_range"
+        )
+    return as_of

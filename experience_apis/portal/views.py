@@ -1,27 +1,51 @@
-"""The customer portal's view of invoices: what a customer reads, not how it was built."""
+"""The customer portal's view of documents: what a customer reads, not how it was built.
+
+A customer sees invoices and the memos correcting them from finalization on, with what
+is still due, the tax summary an invoice prints (one entry per rate and treatment), the
+memos issued against it, the payments applied to it and, per usage line, the events
+behind it."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from canonical.model import Base, Customer, Invoice, Page
+from canonical.money import total
+from process_apis.lineage.views import EventRef
+from process_apis.receivables import AppliedPayment, amount_due
 
 __all__ = [
+    "VISIBLE",
+    "PortalCustomer",
+    "PortalEvent",
+    "PortalEventList",
     "PortalInvoice",
     "PortalInvoiceList",
     "PortalInvoiceSummary",
     "PortalLine",
+    "PortalPayment",
+    "PortalTax",
+    "customer_view",
     "detail",
+    "event_view",
     "summary",
 ]
+
+# Drafts are work in progress; customers see documents from finalization on.
+VISIBLE = ("finalized", "posted", "partially_paid", "paid", "void")
+
+Status = Literal["finalized", "posted", "partially_paid", "paid", "void"]
+Kind = Literal["invoice", "credit_memo", "debit_memo"]
 
 
 class PortalInvoiceSummary(Base):
     id: str
     number: str
-    status: Literal["draft", "finalized", "posted", "paid", "void"]
+    kind: Kind
+    status: Status
     period: str  # YYYY-MM
     period_start: date
     period_end: date
@@ -29,40 +53,90 @@ class PortalInvoiceSummary(Base):
     subtotal: Decimal
     tax_total: Decimal
     total: Decimal
+    amount_paid: Decimal
+    # Still to pay: 0 for credit memos (they owe the customer), void and paid documents.
+    amount_due: Decimal
     issued_at: datetime
+    # A memo: the document it corrects.
+    corrects_invoice_id: str | None
 
 
 class PortalLine(Base):
+    id: str  # drill down: /invoices/{id}/lines/{line id}/events
+    kind: Literal["usage", "recurring", "minimum"]
     description: str
+    meter_code: str | None
     quantity: Decimal
     unit_price: Decimal | None
     amount: Decimal
     tax_rate_percent: Decimal
     tax_amount: Decimal
     tax_note: str | None
+    event_count: int  # source events behind a usage line
+
+
+class PortalTax(Base):
+    """One line of the tax summary: the lines taxed at one rate under one treatment."""
+
+    rate_percent: Decimal
+    kind: str  # domestic, reverse_charge, exempt, us_state, ...
+    jurisdiction: str
+    taxable_amount: Decimal
+    tax_amount: Decimal
+    note: str | None
+
+
+class PortalPayment(Base):
+    id: str
+    amount: Decimal
+    currency: str
+    received_on: date
 
 
 class PortalCustomer(Base):
     id: str
     name: str
     billing_country: str
+    currency: str
 
 
 class PortalInvoice(PortalInvoiceSummary):
     customer: PortalCustomer
     lines: list[PortalLine]
+    taxes: list[PortalTax]
     tax_notes: list[str]
+    void_reason: str | None
+    memos: list[PortalInvoiceSummary]  # issued against this document, oldest first
+    payments: list[PortalPayment]  # applied to it, in the order received
 
 
 class PortalInvoiceList(Page):
     data: list[PortalInvoiceSummary]
 
 
+class PortalEvent(Base):
+    seq: int  # the cursor: pass the last one as starting_after
+    id: str
+    source: str
+    event_type: str
+    timestamp: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+
+
+class PortalEventList(Page):
+    data: list[PortalEvent]
+
+
+def _percent(rate: Decimal) -> Decimal:
+    return (rate * 100).normalize()
+
+
 def _summary_fields(invoice: Invoice) -> dict:
     return {
         "id": invoice.id,
         "number": invoice.number,
-        # A customer sees an invoice as issued once finalized; posting is internal.
+        "kind": invoice.kind,
         "status": invoice.status,
         "period": invoice.period_start.strftime("%Y-%m"),
         "period_start": invoice.period_start,
@@ -71,7 +145,10 @@ def _summary_fields(invoice: Invoice) -> dict:
         "subtotal": invoice.subtotal,
         "tax_total": invoice.tax_total,
         "total": invoice.total,
+        "amount_paid": invoice.amount_paid,
+        "amount_due": amount_due(invoice),
         "issued_at": invoice.created_at,
+        "corrects_invoice_id": invoice.corrects_invoice_id,
     }
 
 
@@ -79,24 +156,76 @@ def summary(invoice: Invoice) -> PortalInvoiceSummary:
     return PortalInvoiceSummary(**_summary_fields(invoice))
 
 
-def detail(invoice: Invoice, customer: Customer) -> PortalInvoice:
-    notes = sorted({line.tax.note for line in invoice.lines if line.tax.note})
+def customer_view(customer: Customer) -> PortalCustomer:
+    return PortalCustomer(
+        id=customer.id,
+        name=customer.name,
+        billing_country=customer.billing_country,
+        currency=customer.currency,
+    )
+
+
+def _taxes(invoice: Invoice) -> list[PortalTax]:
+    groups: dict[tuple, list] = defaultdict(list)
+    for line in invoice.lines:
+        tax = line.tax
+        groups[tax.rate, tax.kind, tax.jurisdiction, tax.note].append(line)
+    return [
+        PortalTax(
+            rate_percent=_percent(rate),
+            kind=kind,
+            jurisdiction=jurisdiction,
+            taxable_amount=total((line.amount for line in lines), invoice.currency),
+            tax_amount=total((line.tax.amount for line in lines), invoice.currency),
+            note=note,
+        )
+        for (rate, kind, jurisdiction, note), lines in groups.items()
+    ]
+
+
+def detail(
+    invoice: Invoice,
+    customer: Customer,
+    memos: list[Invoice],
+    payments: list[AppliedPayment],
+) -> PortalInvoice:
     return PortalInvoice(
         **_summary_fields(invoice),
-        customer=PortalCustomer(
-            id=customer.id, name=customer.name, billing_country=customer.billing_country
-        ),
+        customer=customer_view(customer),
         lines=[
             PortalLine(
+                id=line.id,
+                kind=line.kind,
                 description=line.description,
+                meter_code=line.meter_code,
                 quantity=line.quantity,
                 unit_price=line.unit_price,
                 amount=line.amount,
-                tax_rate_percent=(line.tax.rate * 100).normalize(),
+                tax_rate_percent=_percent(line.tax.rate),
                 tax_amount=line.tax.amount,
                 tax_note=line.tax.note,
+                event_count=line.event_count,
             )
             for line in invoice.lines
         ],
-        tax_notes=notes,
+        taxes=_taxes(invoice),
+        tax_notes=sorted({line.tax.note for line in invoice.lines if line.tax.note}),
+        void_reason=invoice.void_reason,
+        memos=[summary(memo) for memo in memos],
+        payments=[
+            PortalPayment(id=p.id, amount=p.amount, currency=p.currency, received_on=p.received_on)
+            for p in payments
+        ],
+    )
+
+
+def event_view(event: EventRef) -> PortalEvent:
+    return PortalEvent(
+        seq=event.seq,
+        id=event.id,
+        source=event.source,
+        event_type=event.event_type,
+        timestamp=event.timestamp,
+        received_at=event.received_at,
+        properties=event.properties,
     )

@@ -3,7 +3,11 @@
 Runs after routing (it needs the matched handler's declared security) and inside
 Litestar's exception handling (so refusals leave as problem+json). A route is public
 only when it says so (``opt={"public": True}``); ``create_app`` refuses to start if a
-route declares neither scopes nor public access."""
+route declares neither scopes nor public access.
+
+The token is a Bearer token in ``Authorization``, for every API route. A browser page's
+routes say ``opt={"session_cookie": <name>}`` instead: their token is read from that
+cookie only (the page's sign-in put it there), and no other route ever reads cookies."""
 
 from __future__ import annotations
 
@@ -59,8 +63,22 @@ def bearer_token(scope: Scope) -> str:
     raise Unauthenticated()  # no credentials at all
 
 
-async def authenticate(scope: Scope, verifier: TokenVerifier, needed: Requirement) -> Caller:
-    caller = await verifier.verify(bearer_token(scope))
+def cookie_token(scope: Scope, name: str) -> str:
+    """The access token a page keeps in its session cookie ``name``."""
+    for header, value in scope["headers"]:
+        if header == b"cookie":
+            for pair in value.decode("latin-1").split(";"):
+                key, _, token = pair.strip().partition("=")
+                if key == name and token:
+                    return token
+    raise Unauthenticated()
+
+
+async def authenticate(
+    scope: Scope, verifier: TokenVerifier, needed: Requirement, *, cookie: str | None = None
+) -> Caller:
+    token = cookie_token(scope, cookie) if cookie else bearer_token(scope)
+    caller = await verifier.verify(token)
     if not any(caller.has_scopes(alternative) for alternative in needed):
         raise InsufficientScope(" ".join(sorted(needed[0])))
     return caller
@@ -79,7 +97,12 @@ class AuthenticationMiddleware:
                 self._requirements[key] = requirement_of(handler)
             needed = self._requirements[key]
             if needed is not None:
-                caller = await authenticate(scope, scope["app"].state.token_verifier, needed)
+                caller = await authenticate(
+                    scope,
+                    scope["app"].state.token_verifier,
+                    needed,
+                    cookie=handler.opt.get("session_cookie"),
+                )
                 scope["auth"] = caller
                 # Whatever the request changes is audited as done by this client.
                 with acting_as(caller.client_id):

@@ -70,6 +70,7 @@ def _event(row) -> EventRef:
         matched=bool(row.matched),
         adjustment=bool(row.adjustment),
         seq=row.seq,
+        properties=row.properties,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from canonical.model import Base, Page
 from process_apis.audit import AuditEntry
@@ -39,6 +40,7 @@ class EventRef(Base):
     matched: bool
     adjustment: bool
     seq: int  # the cursor of the line drill-down
+    properties: dict[str, Any] = {}  # as the event carried them
 
 
 class EventList(Page):

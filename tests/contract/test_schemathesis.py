@@ -15,11 +15,13 @@ A 400 on schema-valid data stays a failure: 400 means "does not match the contra
 
 Every case runs authenticated, the way a real client is: an auth provider obtains an
 access token from the token endpoint (client credentials grant) for a registered client
-holding every first-party scope. Schemathesis' ``ignored_auth`` check then replays
-secured operations without a token and with a forged one and fails unless they are
-refused — but that check only knows API-key and HTTP schemes, so a second run below sends
-every secured operation's generated requests without a token and requires the 401 Bearer
-challenge itself. Rate limits are set high so that fuzzing volume is not mistaken for abuse.
+holding every first-party scope (for the Partner API, a partner client of the demo
+partner Northwind: that API answers partner tokens only). Schemathesis' ``ignored_auth``
+check then replays secured operations without a token and with a forged one and fails
+unless they are refused — but that check only knows API-key and HTTP schemes, so a
+second run below sends every secured operation's generated requests without a token and
+requires the 401 Bearer challenge itself. Rate limits are set high so that fuzzing volume
+is not mistaken for abuse.
 
 The run is deterministic (a fixed seed); set ``METERLINE_FUZZ_SEED`` to explore others.
 """
@@ -74,15 +76,21 @@ def _fuzz_app():
     directory = Path(tempfile.mkdtemp(prefix="meterline-fuzz-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
-    async def prepare() -> tuple[str, tuple[str, str]]:
+    async def prepare() -> tuple[str, dict[str, tuple[str, str]]]:
         async with throwaway_sqlite(directory) as url:
             container = build_container(Settings.from_env({}, database_url=url))
             try:
                 await seed(container)
                 fuzzer = await container.clients.create("contract fuzzer", list(OPERATOR_SCOPES))
+                partner = await container.clients.create(
+                    "contract fuzzer (partner)", ["partner:read"], partner_id="prt_northwind"
+                )
             finally:
                 await container.aclose()
-            return url, (fuzzer.client_id, fuzzer.client_secret)
+            return url, {
+                "operator": (fuzzer.client_id, fuzzer.client_secret),
+                "partner": (partner.client_id, partner.client_secret),
+            }
 
     url, credentials = asyncio.run(prepare())
     app = create_app(Settings.from_env({}, database_url=url, **UNLIMITED))
@@ -95,8 +103,10 @@ APP, CREDENTIALS = _fuzz_app()
 class OAuthClientCredentials:
     """Tokens from the gateway's own token endpoint, as a registered client gets them."""
 
+    client = "operator"
+
     def get(self, case, context):
-        client_id, secret = CREDENTIALS
+        client_id, secret = CREDENTIALS[self.client]
         with get_client(APP) as client:
             response = client.post(
                 "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
@@ -108,8 +118,15 @@ class OAuthClientCredentials:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
-for _schema in SCHEMAS.values():
-    _schema.auth()(OAuthClientCredentials)
+class PartnerClientCredentials(OAuthClientCredentials):
+    client = "partner"
+
+
+# APIs answering partner tokens only (a partner claim is required).
+PARTNER_APIS = {"experience-partner"}
+
+for _name, _schema in SCHEMAS.items():
+    _schema.auth()(PartnerClientCredentials if _name in PARTNER_APIS else OAuthClientCredentials)
 
 
 @pytest.fixture(scope="module")

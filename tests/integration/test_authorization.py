@@ -42,7 +42,8 @@ def protected_operations(app):
         path = re.sub(r"\{[^}]+\}", "zz_none", route.path)
         for handler in route.route_handlers:
             needed = requirement_of(handler)
-            if needed is None:
+            # The finance page (cookie session, HTML): tests/e2e/test_finance_page_session.py
+            if needed is None or handler.opt.get("session_cookie"):
                 continue
             for method in sorted(handler.http_methods):
                 yield method, path, needed
@@ -62,7 +63,11 @@ async def test_every_protected_route_demands_its_scope_and_no_other_suffices(sql
 
         async def token_for(kind: str, scopes: frozenset[str]) -> dict[str, str]:
             if (kind, scopes) not in headers:
-                headers[kind, scopes] = await bearer(client, client.container, sorted(scopes))
+                # The Partner API answers partner clients only (a partner_id claim).
+                partner = "prt_scope" if kind == "only" and "partner:read" in scopes else None
+                headers[kind, scopes] = await bearer(
+                    client, client.container, sorted(scopes), partner_id=partner
+                )
             return headers[kind, scopes]
 
         for method, path, needed in operations:
@@ -107,7 +112,7 @@ async def test_system_apis_open_only_to_system_scopes(sqlite_url):
 
 async def test_partner_token_reaches_only_the_portal(sqlite_url):
     """A partner client's token (portal:read partner:read) is refused by the system and
-    process APIs and admitted by the portal."""
+    process APIs and admitted by the portal and the Partner API."""
     async with gateway_client(sqlite_url, authenticated=False) as client:
         partner = await bearer(
             client, client.container, ["portal:read", "partner:read"], partner_id="prt_x"
@@ -121,4 +126,6 @@ async def test_partner_token_reaches_only_the_portal(sqlite_url):
             response = await client.request(method, path, headers=partner)
             assert_insufficient_scope(response, scope, f"{method} {path}")
         response = await client.get("/experience/portal/v1/invoices/inv_none", headers=partner)
+        assert response.status_code == 404
+        response = await client.get("/experience/partner/v1/invoices/inv_none", headers=partner)
         assert response.status_code == 404

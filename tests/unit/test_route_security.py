@@ -15,7 +15,15 @@ from gateway.app import _check_declarations, create_app
 from gateway.auth.middleware import requirement_of
 from gateway.settings import Settings
 
-PUBLIC_PREFIXES = ("/health/", "/openapi", "/schema", "/oauth/token", "/.well-known/")
+# The finance page's sign-in form is reachable without signing in, by design (ADR 15).
+PUBLIC_PREFIXES = (
+    "/health/",
+    "/openapi",
+    "/schema",
+    "/oauth/token",
+    "/.well-known/",
+    "/finance/sign-in",
+)
 
 
 def is_automatic_options(handler: HTTPRouteHandler) -> bool:
@@ -79,8 +87,8 @@ def test_system_apis_need_system_scopes_and_nothing_else_does(app):
 
 
 def test_partner_scopes_open_only_tenant_filtered_routes(app):
-    """Whatever a partner client can hold opens only the portal, whose services filter
-    by the caller's partner."""
+    """Whatever a partner client can hold opens only the portal and the Partner API,
+    whose services filter by the caller's partner."""
     reachable = {
         path
         for path, handler in handlers(app)
@@ -88,7 +96,8 @@ def test_partner_scopes_open_only_tenant_filtered_routes(app):
         and any(alternative <= PARTNER_SCOPES for alternative in needed)
     }
     assert reachable
-    assert all(path.startswith("/experience/portal/") for path in reachable), reachable
+    tenant_filtered = ("/experience/portal/", "/experience/partner/")
+    assert all(path.startswith(tenant_filtered) for path in reachable), reachable
 
 
 def bare_app(*route_handlers) -> Litestar:

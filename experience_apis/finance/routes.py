@@ -1,0 +1,170 @@
+"""Experience API for finance (``/experience/finance/v1``): the period overview, the
+exceptions workbench, the ERP posting backlog and traces by correlation ID."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.params import Parameter
+
+from canonical.access import requires
+from canonical.model import Base
+from canonical.time import Period
+from experience_apis.finance.backlog import BACKLOG_STATUSES
+from experience_apis.finance.service import FinanceService
+from experience_apis.finance.trace import FinanceTrace
+from experience_apis.finance.views import (
+    Backlog,
+    FinanceException,
+    FinanceExceptionList,
+    PeriodOverview,
+)
+from process_apis.routing import (
+    Idempotency,
+    RequiredIdempotencyKey,
+    client_id_of,
+    respond_idempotently,
+)
+from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, one_of
+
+__all__ = ["PeriodPath", "ResolveRequest", "router"]
+
+# Scopes a token needs here (published in the contract, enforced at the gateway).
+READ = requires("finance:read")
+ACT = requires("finance:write")
+
+# A calendar month, YYYY-MM, of the years 1900-2999 (as billing runs take it).
+PeriodPath = Annotated[
+    str,
+    Parameter(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM"),
+]
+CorrelationId = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+ExceptionId = Annotated[str, Parameter(max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+StatusFilter = one_of("open", "resolved")
+KindFilter = Annotated[
+    str | None,
+    Parameter(max_length=64, pattern=r"^[a-z0-9_]+$", required=False),
+]
+BacklogFilter = one_of(*BACKLOG_STATUSES)
+
+
+class ResolveRequest(Base):
+    # What finance did about it, for the record (kept with the exception and audited).
+    note: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+
+
+@get(
+    "/periods/{period:str}/overview",
+    security=READ,
+    summary="A billing period at a glance: usage, invoiced, posted, held, exceptions, "
+    "reconciliation",
+    description=(
+        "Figures per currency. The reconciliation is made as the period stands now (as "
+        "the process reconciliation API does): its variances are raised as "
+        "`reconciliation_variance` exceptions, so repeating the call is safe."
+    ),
+)
+async def period_overview(finance: FinanceService, period: PeriodPath) -> PeriodOverview:
+    return await finance.overview(Period.parse(period))
+
+
+@get("/exceptions", security=READ, summary="Exceptions to work, oldest first")
+async def list_exceptions(
+    finance: FinanceService,
+    status: StatusFilter = None,
+    kind: KindFilter = None,
+    limit: Limit = 50,
+    starting_after: StartingAfter = None,
+) -> FinanceExceptionList:
+    return await finance.exceptions(
+        status=status, kind=kind, limit=limit, starting_after=starting_after
+    )
+
+
+@get("/exceptions/{exception_id:str}", security=READ, summary="One exception")
+async def get_exception(finance: FinanceService, exception_id: ExceptionId) -> FinanceException:
+    return await finance.exception(exception_id)
+
+
+@post(
+    "/exceptions/{exception_id:str}/retry",
+    security=ACT,
+    opt={"rate_limit": "write"},
+    status_code=200,
+    summary="Retry the work that raised an exception (once its cause is fixed)",
+)
+async def retry_exception(
+    request: Request,
+    exception_id: ExceptionId,
+    finance: FinanceService,
+    idempotency: Idempotency,
+    idempotency_key: RequiredIdempotencyKey = None,
+) -> Response[FinanceException]:
+    async def produce():
+        return 200, await finance.retry(exception_id)
+
+    return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
+
+
+@post(
+    "/exceptions/{exception_id:str}/resolve",
+    security=ACT,
+    opt={"rate_limit": "write"},
+    status_code=200,
+    summary="Resolve an exception by hand, with a note",
+)
+async def resolve_exception(
+    request: Request,
+    exception_id: ExceptionId,
+    data: ResolveRequest,
+    finance: FinanceService,
+    idempotency: Idempotency,
+    idempotency_key: RequiredIdempotencyKey = None,
+) -> Response[FinanceException]:
+    async def produce():
+        by = client_id_of(request)
+        return 200, await finance.resolve(exception_id, by=by, note=data.note)
+
+    return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
+
+
+@get(
+    "/postings/backlog",
+    security=READ,
+    summary="Documents the ERP does not hold yet: pending in the outbox or failed, oldest "
+    "first, with age, next attempt and reason",
+)
+async def posting_backlog(
+    finance: FinanceService,
+    status: BacklogFilter = None,
+    limit: Limit = 50,
+    starting_after: StartingAfter = None,
+) -> Backlog:
+    return await finance.backlog(status=status, limit=limit, starting_after=starting_after)
+
+
+@get(
+    "/traces/{correlation_id:str}",
+    security=READ,
+    summary="One request from its source events to the ERP documents",
+)
+async def trace(finance: FinanceService, correlation_id: CorrelationId) -> FinanceTrace:
+    return await finance.trace(correlation_id)
+
+
+router = Router(
+    request_max_body_size=MAX_DOCUMENT_BYTES,
+    path="/experience/finance/v1",
+    route_handlers=[
+        period_overview,
+        list_exceptions,
+        get_exception,
+        retry_exception,
+        resolve_exception,
+        posting_backlog,
+        trace,
+    ],
+    tags=["experience-finance"],
+)

@@ -1,0 +1,1 @@
+"""Experience API for partners: their own customers' billing, payments and usage."""

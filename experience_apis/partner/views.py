@@ -1,0 +1,230 @@
+"""The partner's view of its customers' billing: what a reseller reads, not how it was
+built (no runs, no lineage, no ERP ids, no other tenant's ids)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from canonical.model import Aggregation, Base, Customer, Invoice, Page, TaxStatus
+from canonical.money import ZERO
+from canonical.time import Period
+from process_apis.metered_usage import MeterUsage
+from process_apis.receivables import AppliedPayment, CurrencyBalance, amount_due
+
+__all__ = [
+    "PartnerBalance",
+    "PartnerBillingSummary",
+    "PartnerCustomer",
+    "PartnerCustomerList",
+    "PartnerInvoice",
+    "PartnerInvoiceList",
+    "PartnerInvoiceSummary",
+    "PartnerMeterUsage",
+    "PartnerPayment",
+    "PartnerUsageSummary",
+    "billing_summary",
+    "customer_view",
+    "invoice_detail",
+    "invoice_summary",
+    "usage_summary",
+]
+
+PaymentStatus = Literal["unpaid", "partially_paid", "paid", "nothing_due", "credit", "void"]
+
+
+class PartnerCustomer(Base):
+    id: str
+    name: str
+    billing_country: str
+    currency: str
+    tax_status: TaxStatus
+
+
+class PartnerCustomerList(Page):
+    data: list[PartnerCustomer]
+
+
+class PartnerInvoiceSummary(Base):
+    id: str
+    number: str
+    customer_id: str
+    kind: Literal["invoice", "credit_memo", "debit_memo"]
+    status: Literal["finalized", "posted", "partially_paid", "paid", "void"]
+    # The document a memo corrects (of the same customer).
+    corrects_invoice_id: str | None
+    period: str  # YYYY-MM
+    period_start: date
+    period_end: date  # exclusive
+    currency: str
+    subtotal: Decimal
+    tax_total: Decimal
+    total: Decimal
+    amount_paid: Decimal
+    amount_due: Decimal
+    payment_status: PaymentStatus
+    issued_at: datetime
+
+
+class PartnerInvoiceList(Page):
+    data: list[PartnerInvoiceSummary]
+
+
+class PartnerPayment(Base):
+    id: str
+    amount: Decimal
+    currency: str
+    received_on: date
+
+
+class PartnerInvoice(PartnerInvoiceSummary):
+    customer_name: str
+    payments: list[PartnerPayment]
+
+
+class PartnerBalance(Base):
+    currency: str
+    invoiced: Decimal
+    credited: Decimal
+    paid: Decimal
+    open_balance: Decimal
+    open_documents: int
+
+
+class PartnerBillingSummary(Base):
+    customer_id: str
+    as_of: datetime
+    balances: list[PartnerBalance]  # one per currency billed, by currency code
+    last_invoice: PartnerInvoiceSummary | None
+
+
+class PartnerMeterUsage(Base):
+    meter_code: str
+    name: str
+    unit: str
+    aggregation: Aggregation
+    quantity: Decimal
+    event_count: int
+    invoiced_quantity: Decimal | None
+
+
+class PartnerUsageSummary(Base):
+    customer_id: str
+    period: str  # YYYY-MM
+    period_start: date
+    period_end: date  # exclusive
+    # Usage measured up to this time; while the period runs, quantities are so far.
+    as_of: datetime
+    in_progress: bool
+    meters: list[PartnerMeterUsage]
+
+
+def customer_view(customer: Customer) -> PartnerCustomer:
+    return PartnerCustomer(
+        id=customer.id,
+        name=customer.name,
+        billing_country=customer.billing_country,
+        currency=customer.currency,
+        tax_status=customer.tax_status,
+    )
+
+
+def payment_status(invoice: Invoice) -> PaymentStatus:
+    if invoice.status == "void":
+        return "void"
+    if invoice.kind == "credit_memo":
+        return "credit"
+    if invoice.total <= ZERO:
+        return "nothing_due"
+    if amount_due(invoice) == ZERO:
+        return "paid"
+    return "partially_paid" if invoice.amount_paid > ZERO else "unpaid"
+
+
+def _summary_fields(invoice: Invoice) -> dict:
+    return {
+        "id": invoice.id,
+        "number": invoice.number,
+        "customer_id": invoice.customer_id,
+        "kind": invoice.kind,
+        "status": invoice.status,
+        "corrects_invoice_id": invoice.corrects_invoice_id,
+        "period": invoice.period_start.strftime("%Y-%m"),
+        "period_start": invoice.period_start,
+        "period_end": invoice.period_end,
+        "currency": invoice.currency,
+        "subtotal": invoice.subtotal,
+        "tax_total": invoice.tax_total,
+        "total": invoice.total,
+        "amount_paid": invoice.amount_paid,
+        "amount_due": amount_due(invoice),
+        "payment_status": payment_status(invoice),
+        "issued_at": invoice.created_at,
+    }
+
+
+def invoice_summary(invoice: Invoice) -> PartnerInvoiceSummary:
+    return PartnerInvoiceSummary(**_summary_fields(invoice))
+
+
+def invoice_detail(
+    invoice: Invoice, customer: Customer, payments: list[AppliedPayment]
+) -> PartnerInvoice:
+    return PartnerInvoice(
+        **_summary_fields(invoice),
+        customer_name=customer.name,
+        payments=[
+            PartnerPayment(id=p.id, amount=p.amount, currency=p.currency, received_on=p.received_on)
+            for p in payments
+        ],
+    )
+
+
+def billing_summary(
+    customer_id: str,
+    as_of: datetime,
+    balances: list[CurrencyBalance],
+    last_invoice: Invoice | None,
+) -> PartnerBillingSummary:
+    return PartnerBillingSummary(
+        customer_id=customer_id,
+        as_of=as_of,
+        balances=[
+            PartnerBalance(
+                currency=b.currency,
+                invoiced=b.invoiced,
+                credited=b.credited,
+                paid=b.paid,
+                open_balance=b.open_balance,
+                open_documents=b.open_documents,
+            )
+            for b in balances
+        ],
+        last_invoice=invoice_summary(last_invoice) if last_invoice else None,
+    )
+
+
+def usage_summary(
+    customer_id: str, period: Period, as_of: datetime, usage: list[MeterUsage]
+) -> PartnerUsageSummary:
+    return PartnerUsageSummary(
+        customer_id=customer_id,
+        period=str(period),
+        period_start=period.first_day,
+        period_end=period.end.date(),
+        as_of=as_of,
+        in_progress=as_of < period.end,
+        meters=[
+            PartnerMeterUsage(
+                meter_code=u.meter.code,
+                name=u.meter.name,
+                unit=u.meter.unit,
+                aggregation=u.meter.aggregation,
+                quantity=u.quantity,
+                event_count=u.event_count,
+                invoiced_quantity=u.invoiced_quantity,
+            )
+            for u in usage
+        ],
+    )

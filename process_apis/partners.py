@@ -1,0 +1,88 @@
+"""A partner's tenant: the CRM accounts a reseller owns and the documents billed to them.
+
+Every lookup takes the partner and answers a record of another tenant exactly as it
+answers an id that does not exist (same error, code and wording), so a partner cannot
+even learn that an id is taken."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from canonical import errors
+from canonical.model import Customer, Invoice
+from process_apis.invoices.store import InvoiceStore
+from system_apis.crm.port import CrmPort
+
+__all__ = ["ISSUED", "PartnerTenancy"]
+
+# Drafts are work in progress: a partner sees documents from finalization on.
+ISSUED = ("finalized", "posted", "partially_paid", "paid", "void")
+
+
+def _no_customer(customer_id: str) -> errors.NotFound:
+    return errors.NotFound(f"customer {customer_id[:80]} not found", code="customer_not_found")
+
+
+def _no_invoice(invoice_id: str) -> errors.NotFound:
+    return errors.NotFound(f"invoice {invoice_id[:80]} not found")
+
+
+class PartnerTenancy:
+    def __init__(self, crm: CrmPort, invoices: InvoiceStore) -> None:
+        self._crm = crm
+        self._invoices = invoices
+
+    async def customers(
+        self, partner_id: str, *, limit: int, starting_after: str | None
+    ) -> tuple[list[Customer], bool]:
+        """A page of the partner's customers, in id order."""
+        return await self._crm.list_customers(
+            limit=limit, starting_after=starting_after, partner_id=partner_id
+        )
+
+    async def customer(self, partner_id: str, customer_id: str) -> Customer:
+        try:
+            customer = await self._crm.get_customer(customer_id)
+        except errors.NotFound:
+            raise _no_customer(customer_id) from None
+        if customer.partner_id != partner_id:
+            raise _no_customer(customer_id)
+        return customer
+
+    async def invoice(self, partner_id: str, invoice_id: str) -> tuple[Invoice, Customer]:
+        """An issued document of one of the partner's customers, with that customer."""
+        try:
+            invoice = await self._invoices.get(invoice_id)
+        except errors.NotFound:
+            raise _no_invoice(invoice_id) from None
+        if invoice.status not in ISSUED:
+            raise _no_invoice(invoice_id)
+        try:
+            customer = await self.customer(partner_id, invoice.customer_id)
+        except errors.NotFound:
+            raise _no_invoice(invoice_id) from None
+        return invoice, customer
+
+    async def invoices(
+        self,
+        partner_id: str,
+        customer_id: str,
+        *,
+        status: str | None,
+        period_start: date | None = None,
+        limit: int,
+        starting_after: str | None,
+    ) -> tuple[list[Invoice], bool]:
+        """A page of a customer's issued documents (invoices and memos), in id order."""
+        await self.customer(partner_id, customer_id)
+        if status is not None and status not in ISSUED:
+            return [], False
+        # The issued filter is part of the query: dropping drafts from a page already
+        # read would answer short pages that still say has_more.
+        return await self._invoices.list(
+            customer_id=customer_id,
+            statuses=ISSUED if status is None else (status,),
+            period_start=period_start,
+            limit=limit,
+            starting_after=starting_after,
+        )

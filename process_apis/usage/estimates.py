@@ -1,0 +1,102 @@
+"""A running estimate of a period's charges: what its invoice would bill, before tax, if
+the period closed with the usage stored so far.
+
+Rated exactly as a billing run rates (``process_apis/billing/invoicing.py``): each
+subscription active in the period is split at amendments into service segments, each
+segment's meters are aggregated over its own window, and the quantities are rated
+through the billing port with the period and the segment's service window, so flat
+fees are prorated and minimum commitments trued up as on the invoice.
+
+``as_of`` bounds the usage by event time: only events before it count (an estimate as
+it stood then). Without it, every event stored for the period counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from canonical.model import Meter, RatedCharge
+from canonical.money import total
+from process_apis.billing.aggregation import UsageWindow, aggregate_windows
+from process_apis.usage.terms import CustomerTerms, midnight
+from system_apis.billing.port import BillingPort, RatingRequest
+
+__all__ = ["ChargeEstimates", "EstimateTotal", "EstimatedCharge"]
+
+
+class EstimatedCharge(msgspec.Struct, frozen=True, kw_only=True):
+    subscription_id: str
+    plan_id: str
+    charge: RatedCharge
+    event_count: int  # events behind a usage charge so far; 0 for fees
+
+
+class EstimateTotal(msgspec.Struct, frozen=True, kw_only=True):
+    currency: str
+    subtotal: Decimal
+
+
+class ChargeEstimates:
+    def __init__(self, sessions: async_sessionmaker, billing: BillingPort) -> None:
+        self._sessions = sessions
+        self._billing = billing
+
+    async def estimate(
+        self, terms: CustomerTerms, as_of: datetime | None = None
+    ) -> tuple[list[EstimatedCharge], list[EstimateTotal]]:
+        """The period's charges rated on the usage so far, and their sum per currency."""
+        period = terms.period
+        end = period.end if as_of is None else min(as_of, period.end)
+        wanted: dict[UsageWindow, list[Meter]] = {}
+        parts = []
+        for subscription, segment in terms.segments():
+            plan = terms.plans[segment.plan_id]
+            meters = terms.plan_meters(plan)
+            start = midnight(segment.start)
+            window = UsageWindow(
+                terms.customer_id, start, max(start, min(midnight(segment.end), end))
+            )
+            measuring = wanted.setdefault(window, [])  # segments of two subscriptions may share it
+            for meter in meters:
+                if meter not in measuring:
+                    measuring.append(meter)
+            parts.append((subscription, segment, plan, meters, window))
+        measured = {}
+        if any(wanted.values()):
+            async with self._sessions() as session:
+                measured = await aggregate_windows(session, {w: m for w, m in wanted.items() if m})
+        charges: list[EstimatedCharge] = []
+        for subscription, segment, plan, meters, window in parts:
+            quantities = measured.get(window, {})
+            rated = await self._billing.rate(
+                RatingRequest(
+                    plan_id=plan.id,
+                    period_start=period.first_day,
+                    period_end=period.end.date(),
+                    service_start=segment.start,
+                    service_end=segment.end,
+                    quantities={m.code: quantities[m.code].quantity for m in meters},
+                )
+            )
+            for charge in rated:
+                found = quantities.get(charge.meter_code or "")
+                charges.append(
+                    EstimatedCharge(
+                        subscription_id=subscription.id,
+                        plan_id=plan.id,
+                        charge=charge,
+                        event_count=found.event_count if found and charge.kind == "usage" else 0,
+                    )
+                )
+        by_currency: dict[str, list[Decimal]] = defaultdict(list)
+        for item in charges:
+            by_currency[item.charge.currency].append(item.charge.amount)
+        totals = [
+            EstimateTotal(currency=currency, subtotal=total(amounts, currency))
+            for currency, amounts in sorted(by_currency.items())
+        ]
+        return charges, totals
