@@ -23,10 +23,20 @@ from system_apis.erp.reference.tables import (
     documents,
     journal_entries,
     journal_lines,
+    legal_entities,
     payments,
 )
 
-__all__ = ["check_invoice", "check_text", "insert_document", "is_external_ref", "load_documents"]
+__all__ = [
+    "check_booking",
+    "check_invoice",
+    "check_rounded",
+    "check_text",
+    "insert_document",
+    "is_external_ref",
+    "load_documents",
+    "require_legal_entity",
+]
 
 _EXTERNAL_REF = re.compile(r"[!-~]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -43,21 +53,48 @@ def check_text(value: str, field: str, max_length: int, *, min_length: int = 1) 
         )
 
 
-def check_invoice(invoice: ErpInvoice) -> None:
-    """What needs no database: shape, currency and amounts in whole minor units."""
-    if not is_external_ref(invoice.external_ref):
+def check_booking(external_ref: str, correlation_id: str | None, currency: str, lines) -> None:
+    """What every booking (a document, a revenue journal) needs before the database: a
+    printable external_ref, a known currency, at least one line."""
+    if not is_external_ref(external_ref):
         raise InvalidRequest(
             "external_ref must be 1-128 printable ASCII characters", code="invalid_field"
         )
-    check_text(invoice.customer_name, "customer_name", 200)
-    if invoice.correlation_id is not None:
-        check_text(invoice.correlation_id, "correlation_id", 128)
-    if not is_currency(invoice.currency):
+    if correlation_id is not None:
+        check_text(correlation_id, "correlation_id", 128)
+    if not is_currency(currency):
+        raise BusinessRuleViolation(f"unknown currency {currency!r}", code="unknown_currency")
+    if not lines:
+        raise InvalidRequest("a booking needs at least one line", code="no_lines")
+
+
+def check_rounded(amount: Decimal, currency: str, line: int) -> None:
+    if amount != round_money(amount, currency):
+        # A rule across fields (the currency's minor unit): 422, not 400.
         raise BusinessRuleViolation(
-            f"unknown currency {invoice.currency!r}", code="unknown_currency"
+            f"line {line}: {amount} is not rounded to the {currency} minor unit",
+            code="amount_not_rounded",
         )
-    if not invoice.lines:
-        raise InvalidRequest("a document needs at least one line", code="no_lines")
+
+
+async def require_legal_entity(s: AsyncSession, entity_id: str) -> None:
+    """Refuse (``unknown_legal_entity``) a booking for a legal entity the ERP lacks."""
+    known = (
+        is_external_ref(entity_id)
+        and (
+            await s.execute(sa.select(legal_entities.c.id).where(legal_entities.c.id == entity_id))
+        ).first()
+    )
+    if not known:
+        raise BusinessRuleViolation(
+            f"unknown legal entity {entity_id[:80]}", code="unknown_legal_entity"
+        )
+
+
+def check_invoice(invoice: ErpInvoice) -> None:
+    """What needs no database: shape, currency and amounts in whole minor units."""
+    check_booking(invoice.external_ref, invoice.correlation_id, invoice.currency, invoice.lines)
+    check_text(invoice.customer_name, "customer_name", 200)
     for n, line in enumerate(invoice.lines, start=1):
         check_text(line.description, f"line {n} description", 500, min_length=0)
         for amount in (line.amount, line.tax_amount):
@@ -65,12 +102,7 @@ def check_invoice(invoice: ErpInvoice) -> None:
                 raise InvalidRequest(
                     f"line {n}: amounts must be zero or positive", code="negative_amount"
                 )
-            if amount != round_money(amount, invoice.currency):
-                # A rule across fields (the currency's minor unit): 422, not 400.
-                raise BusinessRuleViolation(
-                    f"line {n}: {amount} is not rounded to the {invoice.currency} minor unit",
-                    code="amount_not_rounded",
-                )
+            check_rounded(amount, invoice.currency, n)
 
 
 async def insert_document(

@@ -44,6 +44,7 @@ from system_apis.erp.reference.documents import (
     insert_document,
     is_external_ref,
     load_documents,
+    require_legal_entity,
 )
 from system_apis.erp.reference.payments import list_payments, record_payment
 from system_apis.erp.reference.periods import period_of, require_open_period
@@ -189,16 +190,7 @@ class ReferenceErp:
 
     async def _post(self, s: AsyncSession, invoice: ErpInvoice) -> ErpDocument:
         le_id = invoice.legal_entity_id
-        known = (
-            _is_code(le_id)
-            and (
-                await s.execute(sa.select(legal_entities.c.id).where(legal_entities.c.id == le_id))
-            ).first()
-        )
-        if not known:
-            raise BusinessRuleViolation(
-                f"unknown legal entity {le_id[:80]}", code="unknown_legal_entity"
-            )
+        await require_legal_entity(s, le_id)
         await require_open_period(s, le_id, invoice.posting_date)
         accounts = await self._revenue_accounts(s, {line.item_code for line in invoice.lines})
         _require_code(invoice.customer_id, "customer_id")

@@ -15,18 +15,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import correlation
-from canonical.errors import BusinessRuleViolation, InvalidRequest
+from canonical.errors import InvalidRequest
 from canonical.ids import new_id
 from canonical.model import ErpRevenueJournal, JournalLine, RevenueJournal
-from canonical.money import is_currency, round_money
 from canonical.time import utcnow
-from system_apis.erp.reference.documents import check_text, is_external_ref
+from system_apis.erp.reference.documents import (
+    check_booking,
+    check_rounded,
+    check_text,
+    is_external_ref,
+    require_legal_entity,
+)
 from system_apis.erp.reference.journal import build_revenue_journal
 from system_apis.erp.reference.periods import require_open_period
 from system_apis.erp.reference.tables import (
     journal_entries,
     journal_lines,
-    legal_entities,
     revenue_journals,
 )
 
@@ -38,27 +42,12 @@ AccountsOf = Callable[[AsyncSession, set[str]], Awaitable[dict[str, str]]]
 
 def check_revenue_journal(journal: RevenueJournal) -> None:
     """What needs no database: shape, currency and amounts in whole minor units."""
-    if not is_external_ref(journal.external_ref):
-        raise InvalidRequest(
-            "external_ref must be 1-128 printable ASCII characters", code="invalid_field"
-        )
+    check_booking(journal.external_ref, journal.correlation_id, journal.currency, journal.lines)
     check_text(journal.description, "description", 500)
-    if journal.correlation_id is not None:
-        check_text(journal.correlation_id, "correlation_id", 128)
-    if not is_currency(journal.currency):
-        raise BusinessRuleViolation(
-            f"unknown currency {journal.currency!r}", code="unknown_currency"
-        )
-    if not journal.lines:
-        raise InvalidRequest("a journal needs at least one line", code="no_lines")
     for n, line in enumerate(journal.lines, start=1):
         if not line.amount.is_finite():
             raise InvalidRequest(f"line {n}: the amount must be finite", code="invalid_field")
-        if line.amount != round_money(line.amount, journal.currency):
-            raise BusinessRuleViolation(
-                f"line {n}: {line.amount} is not rounded to the {journal.currency} minor unit",
-                code="amount_not_rounded",
-            )
+        check_rounded(line.amount, journal.currency, n)
 
 
 async def post_revenue_journal(
@@ -107,16 +96,7 @@ async def _insert(
     s: AsyncSession, journal: RevenueJournal, accounts_of: AccountsOf
 ) -> ErpRevenueJournal:
     entity = journal.legal_entity_id
-    known = (
-        is_external_ref(entity)
-        and (
-            await s.execute(sa.select(legal_entities.c.id).where(legal_entities.c.id == entity))
-        ).first()
-    )
-    if not known:
-        raise BusinessRuleViolation(
-            f"unknown legal entity {entity[:80]}", code="unknown_legal_entity"
-        )
+    await require_legal_entity(s, entity)
     await require_open_period(s, entity, journal.posting_date)
     accounts = await accounts_of(s, {line.item_code for line in journal.lines})
     lines = build_revenue_journal(
