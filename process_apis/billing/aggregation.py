@@ -46,6 +46,7 @@ __all__ = [
     "UsageWindow",
     "aggregate",
     "aggregate_windows",
+    "billed_events",
     "quantity_of",
     "window_filter",
 ]
@@ -85,6 +86,20 @@ def window_filter(customer_id: str, event_type: str, start: datetime, end: datet
         usage_events.c.event_type == event_type,
         usage_events.c.timestamp >= start,
         usage_events.c.timestamp < end,
+    )
+
+
+def billed_events(
+    customer_id: str, event_type: str, start: datetime, end: datetime, kind: str, document_id: str
+):
+    """The events a document's line of ``event_type`` bills: an invoice's are those of
+    its window that were on time when it was made; a memo's the late ones it corrected."""
+    return sa.and_(
+        window_filter(customer_id, event_type, start, end),
+        usage_events.c.matched == 1,
+        usage_events.c.adjustment == 0
+        if kind == "invoice"
+        else usage_events.c.corrected_by == document_id,
     )
 
 

@@ -134,7 +134,7 @@ class DraftRefresher:
                 action="invoice.finalized",
                 subject_type="invoice",
                 subject_id=old.id,
-                data={"number": old.number, "total": str(invoice.total if not same else old.total)},
+                data={"number": old.number, "total": str(invoice.total)},
             )
         return 1
 

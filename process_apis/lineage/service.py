@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from canonical import errors
 from canonical.time import Period
 from process_apis.audit import AuditLog
+from process_apis.billing.aggregation import billed_events
 from process_apis.lineage.views import (
     CorrelationTrace,
     DocumentRef,
@@ -237,16 +238,14 @@ class LineageService:
             query = (
                 sa.select(usage_events)
                 .where(
-                    usage_events.c.customer_id == found.customer_id,
-                    usage_events.c.event_type == found.event_type,
-                    usage_events.c.timestamp >= _midnight(found.period_start),
-                    usage_events.c.timestamp < _midnight(found.period_end),
-                    usage_events.c.matched == 1,
-                    # An invoice bills the events there were when it was made; a memo
-                    # the late ones it corrected.
-                    usage_events.c.adjustment == 0
-                    if found.kind == "invoice"
-                    else usage_events.c.corrected_by == invoice_id,
+                    billed_events(
+                        found.customer_id,
+                        found.event_type,
+                        _midnight(found.period_start),
+                        _midnight(found.period_end),
+                        found.kind,
+                        invoice_id,
+                    )
                 )
                 # Index order (customer, event type, time, then the row), so a page never
                 # sorts the customer's month.

@@ -26,7 +26,13 @@ from process_apis.tables import invoices, postings
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
 
-__all__ = ["DrainResult", "PostingService", "document_date", "posting_date"]
+__all__ = [
+    "DrainResult",
+    "PostingService",
+    "booking_date",
+    "document_date",
+    "posting_date",
+]
 
 log = logging.getLogger("meterline.posting")
 
@@ -39,11 +45,15 @@ def posting_date(period_end: date) -> date:
 
 
 def document_date(invoice: Invoice) -> date:
+    return booking_date(invoice.kind, invoice.period_end, invoice.created_at)
+
+
+def booking_date(kind: str, period_end: date, issued_at: datetime) -> date:
     """The ERP posting date of a document: an invoice books on its period's last day; a
     memo on the day it was issued (a correction never reopens a closed period)."""
-    if invoice.kind == "invoice":
-        return posting_date(invoice.period_end)
-    return invoice.created_at.date()
+    if kind == "invoice":
+        return posting_date(period_end)
+    return issued_at.date()
 
 
 class DrainResult(msgspec.Struct):

@@ -4,12 +4,12 @@ and those journals booked in the ERP.
 Three steps, each safe to repeat and to run in several workers at once:
 
 1. ``schedule``: a document posted to the ERP gets one schedule per line (none twice:
-   the document's schedules are written in one transaction, found by the next pass).
+   the schedules of a document are written in one transaction, unique per line).
 2. ``book``: the entries due by a date are summed per legal entity, currency, date and
    item into journals; the schedules' ``booked_through`` moves in the same transaction,
    guarded by its old value, so two workers never book an entry twice.
 3. ``post``: pending journals are sent to the ERP, idempotent by their id
-   (``external_ref``): a lost answer is found by lookup before sending again. A refusal
+   (``external_ref``): before sending one again, a lost answer is looked up. A refusal
    (a closed period) fails the journal with a ``revenue_posting_failed`` exception.
 """
 
@@ -24,19 +24,21 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import correlation, errors
 from canonical.ids import new_id
 from canonical.model import Meter, RevenueJournal, RevenueJournalLine
-from canonical.time import utcnow
-from process_apis.billing.aggregation import quantity_of
+from canonical.persistence import insert_ignore
+from canonical.time import as_utc, utcnow
+from process_apis.billing.aggregation import billed_events, quantity_of
 from process_apis.exceptions.service import raise_exception, resolve_exceptions
-from process_apis.posting.service import posting_date
+from process_apis.posting.service import booking_date
 from process_apis.retries import transient_retrying
-from process_apis.revenue.schedule import Plan, entries
+from process_apis.revenue.schedule import Plan, entries, service_days
 from process_apis.revenue.table import revenue_journals, revenue_schedules
-from process_apis.tables import invoice_lines, invoices, postings, usage_events
+from process_apis.tables import invoice_lines, invoices, sync_cursors, usage_events
 from system_apis.billing.port import BillingPort
 from system_apis.erp.port import ErpPort
 
@@ -49,6 +51,13 @@ FAILED_KIND = "revenue_posting_failed"
 BATCH = 200
 # Aggregations whose daily quantities add up to the line's: usage recognised by them.
 ADDITIVE = ("sum", "count")
+# Where ``schedule`` resumes (in ``sync_cursors``): the last ``posted_at`` it read, less
+# an overlap for a posting stamped before, but committed after, a later one.
+CURSOR = "revenue_schedules"
+# ``booked_through`` of a schedule booked whole: out of every later pass's reach (by the
+# index), whatever date it runs to.
+DONE = date.max
+CURSOR_OVERLAP = timedelta(hours=1)
 
 T = TypeVar("T")
 # Wraps each ERP call (the outbox's throttle and circuit breaker); default: call it.
@@ -97,59 +106,53 @@ class RevenueRecognizer:
     # -- 1. schedules ---------------------------------------------------------------------
 
     async def schedule(self) -> int:
-        """Schedules for every posted document that has none; how many documents."""
+        """Schedules for every posted document that has none; how many documents.
+
+        Documents are found by ``posted_at`` (indexed) from a cursor kept in
+        ``sync_cursors``, less an overlap for postings that committed late, so a pass
+        reads what was posted since the last one, not the whole history."""
         meters: dict[str, Meter] | None = None
         seen: set[str] = set()
         done = 0
         while True:
             async with self._sessions() as session:
+                since = await _cursor(session)
                 unscheduled = sa.select(revenue_schedules.c.id).where(
                     revenue_schedules.c.document_id == invoices.c.id
                 )
-                rows = (
-                    await session.execute(
-                        sa.select(invoices)
-                        .join(postings, postings.c.invoice_id == invoices.c.id)
-                        .where(postings.c.status == "posted", ~sa.exists(unscheduled))
-                        .order_by(invoices.c.id)
-                        .limit(BATCH)
-                    )
-                ).all()
-            if not rows:
-                return done
+                query = (
+                    sa.select(invoices)
+                    .where(invoices.c.posted_at.is_not(None), ~sa.exists(unscheduled))
+                    .order_by(invoices.c.posted_at, invoices.c.id)
+                    .limit(BATCH)
+                )
+                if since is not None:
+                    query = query.where(invoices.c.posted_at >= since - CURSOR_OVERLAP)
+                rows = [r for r in (await session.execute(query)).all() if r.id not in seen]
+                if not rows:
+                    return done  # (documents without lines are seen, never scheduled)
+                lines = await _lines_of(session, [r.id for r in rows])
             if meters is None:
                 meters = {m.code: m for m in await self._billing.list_meters()}
-            if all(document.id in seen for document in rows):
-                return done  # documents without lines: nothing to schedule
             for document in rows:
                 seen.add(document.id)
-                async with self._sessions.begin() as session:
-                    if await session.scalar(
-                        sa.select(sa.func.count()).where(
-                            revenue_schedules.c.document_id == document.id
+                try:
+                    async with self._sessions.begin() as session:
+                        schedules = await self._schedules(
+                            session, document, lines.get(document.id, []), meters
                         )
-                    ):
-                        continue  # another worker was first
-                    schedules = await self._schedules(session, document, meters)
-                    if schedules:
-                        await session.execute(sa.insert(revenue_schedules), schedules)
+                        if schedules:
+                            await session.execute(sa.insert(revenue_schedules), schedules)
+                except IntegrityError:
+                    continue  # another worker scheduled it (one schedule per line)
                 done += 1
+            async with self._sessions.begin() as session:
+                await _advance(session, max(r.posted_at for r in rows))
 
     async def _schedules(
-        self, session: AsyncSession, document: Any, meters: dict[str, Meter]
+        self, session: AsyncSession, document: Any, lines: list[Any], meters: dict[str, Meter]
     ) -> list[dict]:
-        lines = (
-            await session.execute(
-                sa.select(invoice_lines)
-                .where(invoice_lines.c.invoice_id == document.id)
-                .order_by(invoice_lines.c.position)
-            )
-        ).all()
-        booked_on = (
-            posting_date(document.period_end)
-            if document.kind == "invoice"
-            else document.created_at.date()
-        )
+        booked_on = booking_date(document.kind, document.period_end, document.created_at)
         sign = -1 if document.kind == "credit_memo" else 1
         out = []
         for line in lines:
@@ -183,7 +186,7 @@ class RevenueRecognizer:
                     "posting_date": booked_on,
                     "last_entry_on": planned[-1].on if planned else booked_on,
                     # Nothing to book (it nets to zero): booked already.
-                    "booked_through": None if planned else booked_on + timedelta(days=1),
+                    "booked_through": None if planned else DONE,
                     "correlation_id": document.correlation_id,
                     "created_at": utcnow(),
                 }
@@ -205,22 +208,22 @@ class RevenueRecognizer:
         rows = (
             await session.execute(
                 sa.select(usage_events.c.timestamp, usage_events.c.properties).where(
-                    usage_events.c.customer_id == document.customer_id,
-                    usage_events.c.event_type == line.event_type,
-                    usage_events.c.timestamp >= _midnight(start),
-                    usage_events.c.timestamp < _midnight(end),
-                    usage_events.c.matched == 1,
-                    usage_events.c.adjustment == 0
-                    if document.kind == "invoice"
-                    else usage_events.c.corrected_by == document.id,
+                    billed_events(
+                        document.customer_id,
+                        line.event_type,
+                        _midnight(start),
+                        _midnight(end),
+                        document.kind,
+                        document.id,
+                    )
                 )
             )
         ).all()
         by_day: dict[date, list[Any]] = defaultdict(list)
         for row in rows:
-            by_day[row.timestamp.astimezone(UTC).date()].append(row)
+            by_day[as_utc(row.timestamp).date()].append(row)
         meter = meters.get(line.meter_code or "")
-        days = [start + timedelta(days=k) for k in range(max(1, (end - start).days))]
+        days = service_days(start, end)
         if meter is None or meter.aggregation not in ADDITIVE:
             return [Decimal(len(by_day[day])) for day in days]
         return [quantity_of(meter, by_day[day]) for day in days]
@@ -229,37 +232,19 @@ class RevenueRecognizer:
 
     async def book(self, through: date) -> int:
         """Journals for the entries due by ``through``; how many journals were written.
-        Every schedule read is booked through that date (entries after it wait)."""
+        Every schedule read is booked through that date (entries after it wait). Meeting
+        a schedule another worker is booking, the batch is rolled back and this pass ends:
+        that worker books it."""
         written = 0
         while True:
-            async with self._sessions.begin() as session:
-                due = (
-                    await session.execute(
-                        sa.select(revenue_schedules)
-                        .where(
-                            sa.or_(
-                                # The first entry is on the posting date or a service day.
-                                sa.and_(
-                                    revenue_schedules.c.booked_through.is_(None),
-                                    sa.or_(
-                                        revenue_schedules.c.posting_date <= through,
-                                        revenue_schedules.c.service_start <= through,
-                                    ),
-                                ),
-                                sa.and_(
-                                    revenue_schedules.c.booked_through
-                                    <= revenue_schedules.c.last_entry_on,
-                                    revenue_schedules.c.booked_through <= through,
-                                ),
-                            )
-                        )
-                        .order_by(revenue_schedules.c.id)
-                        .limit(BATCH)
-                    )
-                ).all()
-                if not due:
-                    return written
-                written += await self._book(session, due, through)
+            try:
+                async with self._sessions.begin() as session:
+                    due = (await session.execute(_due(through))).all()
+                    if not due:
+                        return written
+                    written += await self._book(session, due, through)
+            except _BookedElsewhere:
+                return written
 
     async def _book(self, session: AsyncSession, due: list[Any], through: date) -> int:
         totals: dict[tuple[str, str, date], dict[str, Decimal]] = defaultdict(
@@ -279,10 +264,14 @@ class RevenueRecognizer:
                     if row.booked_through is None
                     else revenue_schedules.c.booked_through == row.booked_through,
                 )
-                .values(booked_through=through + timedelta(days=1))
+                .values(
+                    booked_through=DONE
+                    if through >= row.last_entry_on
+                    else through + timedelta(days=1)
+                )
             )
-            if moved.rowcount != 1:  # another worker booked it meanwhile: start again
-                raise errors.Conflict("revenue schedule booked concurrently", code="conflict")
+            if moved.rowcount != 1:  # another worker booked it meanwhile
+                raise _BookedElsewhere()
         journals = [
             {
                 "id": new_id("rvj"),
@@ -334,13 +323,20 @@ class RevenueRecognizer:
                 ],
                 correlation_id=row.correlation_id,
             )
+            # A journal tried before, or retried now, may be booked already (its answer
+            # lost): look it up first. A first try just sends it.
+            lookup = row.attempts > 0
             try:
                 async for attempt in transient_retrying(attempts=3):
                     with attempt:
-                        booked = await guard(functools.partial(self._send, journal))
+                        try:
+                            booked = await guard(functools.partial(self._send, journal, lookup))
+                        finally:
+                            lookup = True
             except errors.UpstreamError as exc:
                 if exc.transient:  # the next round tries again
-                    await self._note(row.id, exc, status="pending")
+                    async with self._sessions.begin() as session:
+                        await self._note(session, row.id, exc, status="pending")
                     continue
                 await self._fail(row, exc)
                 failed += 1
@@ -365,27 +361,29 @@ class RevenueRecognizer:
             posted += 1
         return posted, failed
 
-    async def _send(self, journal: RevenueJournal):
-        # A journal whose answer was lost is there already: never book it twice.
-        found = await self._erp.find_revenue_journal(journal.external_ref)
+    async def _send(self, journal: RevenueJournal, lookup: bool):
+        found = await self._erp.find_revenue_journal(journal.external_ref) if lookup else None
         return found or await self._erp.post_revenue_journal(journal)
 
-    async def _note(self, journal_id: str, exc: errors.MeterlineError, *, status: str) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                sa.update(revenue_journals)
-                .where(revenue_journals.c.id == journal_id)
-                .values(
-                    status=status,
-                    attempts=revenue_journals.c.attempts + 1,
-                    last_error=f"{exc.code}: {exc.detail}"[:1000],
-                )
+    async def _note(
+        self, session: AsyncSession, journal_id: str, exc: errors.MeterlineError, *, status: str
+    ) -> None:
+        await session.execute(
+            sa.update(revenue_journals)
+            .where(revenue_journals.c.id == journal_id)
+            .values(
+                status=status,
+                attempts=revenue_journals.c.attempts + 1,
+                last_error=f"{exc.code}: {exc.detail}"[:1000],
             )
+        )
 
     async def _fail(self, row: Any, exc: errors.MeterlineError) -> None:
+        """The ERP refused the journal for good: it fails, and finance gets an exception
+        with its business context, in one transaction."""
         log.warning("revenue journal %s refused: %s", row.id, exc.detail)
-        await self._note(row.id, exc, status="failed")
         async with self._sessions.begin() as session:
+            await self._note(session, row.id, exc, status="failed")
             await raise_exception(
                 session,
                 FAILED_KIND,
@@ -409,6 +407,69 @@ class RevenueRecognizer:
                 .values(status="pending")
             )
         return moved.rowcount == 1
+
+
+async def _lines_of(session: AsyncSession, document_ids: list[str]) -> dict[str, list[Any]]:
+    rows = await session.execute(
+        sa.select(invoice_lines)
+        .where(invoice_lines.c.invoice_id.in_(document_ids))
+        .order_by(invoice_lines.c.invoice_id, invoice_lines.c.position)
+    )
+    lines: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        lines[row.invoice_id].append(row)
+    return lines
+
+
+async def _cursor(session: AsyncSession) -> datetime | None:
+    position = await session.scalar(
+        sa.select(sync_cursors.c.position).where(sync_cursors.c.name == CURSOR)
+    )
+    return None if position is None else datetime.fromisoformat(position)
+
+
+async def _advance(session: AsyncSession, posted_at: datetime) -> None:
+    """Move the cursor forward (never back: another worker may be ahead)."""
+    since = await _cursor(session)
+    if since is not None and as_utc(posted_at) <= since:
+        return
+    await session.execute(
+        insert_ignore(sync_cursors, session.bind.dialect.name, ["name"]).values(
+            name=CURSOR, position=as_utc(posted_at).isoformat(), updated_at=utcnow()
+        )
+    )
+    await session.execute(
+        sa.update(sync_cursors)
+        .where(sync_cursors.c.name == CURSOR)
+        .values(position=as_utc(posted_at).isoformat(), updated_at=utcnow())
+    )
+
+
+class _BookedElsewhere(Exception):
+    """A schedule moved between reading and booking it: another worker books it."""
+
+
+def _due(through: date):
+    """Schedules with entries due by ``through`` left to book, a batch of them."""
+    return (
+        sa.select(revenue_schedules)
+        .where(
+            sa.or_(
+                # Never booked: its first entry is on the posting date or a service day.
+                sa.and_(
+                    revenue_schedules.c.booked_through.is_(None),
+                    sa.or_(
+                        revenue_schedules.c.posting_date <= through,
+                        revenue_schedules.c.service_start <= through,
+                    ),
+                ),
+                # Booked in part (a schedule booked whole holds DONE).
+                revenue_schedules.c.booked_through <= through,
+            )
+        )
+        .order_by(revenue_schedules.c.id)
+        .limit(BATCH)
+    )
 
 
 def _unbooked(row: Any, on: date) -> bool:

@@ -23,7 +23,7 @@ import msgspec
 
 from canonical.money import round_money
 
-__all__ = ["Entry", "Plan", "entries"]
+__all__ = ["Entry", "Plan", "entries", "service_days"]
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,9 +45,9 @@ def _month(day: date) -> tuple[int, int]:
     return day.year, day.month
 
 
-def _days(plan: Plan) -> list[date]:
-    count = max(1, (plan.service_end - plan.service_start).days)
-    return [plan.service_start + timedelta(days=k) for k in range(count)]
+def service_days(start: date, end: date) -> list[date]:
+    """The days of [start, end); a window of no days is its first day."""
+    return [start + timedelta(days=k) for k in range(max(1, (end - start).days))]
 
 
 def _shares(plan: Plan, days: int) -> list[Decimal]:
@@ -60,7 +60,7 @@ def _shares(plan: Plan, days: int) -> list[Decimal]:
 
 def entries(plan: Plan) -> list[Entry]:
     """The schedule's entries by date, those of one date netted (zero ones left out)."""
-    days = _days(plan)
+    days = service_days(plan.service_start, plan.service_end)
     shares = _shares(plan, len(days))
     whole = sum(shares, Decimal(0))
     by_date: dict[date, Decimal] = defaultdict(Decimal)

@@ -21,7 +21,8 @@ revenue_schedules = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("document_id", String(64), ForeignKey("invoices.id"), nullable=False, index=True),
-    Column("line_id", String(64), nullable=False),
+    # One schedule per document line: a second worker scheduling it fails, not doubles.
+    Column("line_id", String(64), nullable=False, unique=True),
     Column("legal_entity_id", String(64), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("item_code", String(64), nullable=False),
@@ -35,7 +36,9 @@ revenue_schedules = Table(
     # earlier accounting periods are recognised then (a cumulative catch-up).
     Column("posting_date", Date, nullable=False),
     Column("last_entry_on", Date, nullable=False),
-    Column("booked_through", Date),  # entries dated before it are in journals
+    # Entries dated before it are in journals; 9999-12-31 once all are (so that a pass
+    # reads, by the index, only schedules with entries left).
+    Column("booked_through", Date),
     Column("correlation_id", String(128)),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_revenue_schedules_due", "booked_through"),

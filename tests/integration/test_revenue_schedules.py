@@ -7,12 +7,17 @@ Amounts are worked out in the test from the day counts, never by the code under 
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+import sqlalchemy as sa
+
 from canonical.model import FlatCharge, PerUnitCharge, PricePlan
 from canonical.time import Period, utcnow
+from process_apis.revenue.recognizer import RevenueRecognizer
+from process_apis.revenue.table import revenue_schedules
 from tests.support.app import gateway_client
 from tests.support.seeding import seed
 
@@ -180,3 +185,26 @@ async def test_a_refused_journal_is_an_exception_finance_retries(database_url):
         assert closed["status"] == "resolved"
         journal = exception["context"]["journal_id"]
         assert [j["status"] for j in await _journals(client) if j["id"] == journal] == ["posted"]
+
+
+async def test_two_workers_schedule_and_book_each_line_once(database_url):
+    period = Period.containing(utcnow().replace(day=1) - timedelta(days=1))
+    last = period.end.date() - timedelta(days=1)
+    async with gateway_client(database_url, worker_in_process=False) as client:
+        c = client.container
+        await seed(c, PLAN)
+        await c.billing_runs.run(period)
+        await c.outbox.drain()
+        other = RevenueRecognizer(c.sessions, c.erp, c.billing)
+        await asyncio.gather(c.revenue_recognizer.schedule(), other.schedule())
+        await asyncio.gather(c.revenue_recognizer.book(last), other.book(last))
+        await c.revenue_recognizer.post()
+        async with c.sessions() as session:
+            schedules = await session.scalar(
+                sa.select(sa.func.count()).select_from(revenue_schedules)
+            )
+        assert schedules == 4  # two invoices of two lines each
+        # Every day booked once: the journals net to zero per item, 2400 is cleared.
+        assert _per_item(await _journals(client)) == {"platform": D(0)}
+        balances = await c.erp.account_balances("le_de", "EUR")
+        assert balances["4100"] == D(-60) and balances.get("2400", D(0)) == 0
