@@ -48,7 +48,7 @@ from process_apis.billing.aggregation import (
     aggregate_windows,
 )
 from process_apis.billing.drafts import status_for
-from process_apis.billing.segments import Segment, segments
+from process_apis.billing.segments import segments
 from process_apis.invoices.store import next_invoice_numbers, write_invoices
 from process_apis.posting.service import posting_date
 from process_apis.retries import transient_retrying
@@ -68,8 +68,9 @@ _PAGE = 100
 CONCURRENT = 8
 # An invoice ready to write, but for its number, and the event type behind each line.
 Draft = tuple[Invoice, list[str | None]]
-# A rated charge with the quantity behind it and the service window it was rated for.
-Rated = tuple[RatedCharge, MeterQuantity | None, Segment]
+# A rated charge (for its service window, ``period_start``/``period_end``) with the
+# quantity behind it.
+Rated = tuple[RatedCharge, MeterQuantity | None]
 # Quantities per service window, from ``SubscriptionBiller.usage``.
 Usage = Mapping[UsageWindow, Mapping[str, MeterQuantity]]
 
@@ -219,7 +220,7 @@ class SubscriptionBiller:
                     quantities={m.code: quantities[m.code].quantity for m in plan_meters},
                 )
             )
-            rated.extend((c, quantities.get(c.meter_code or ""), segment) for c in charges)
+            rated.extend((c, quantities.get(c.meter_code or "")) for c in charges)
         if not rated:
             return []
         entity = await masters.legal_entity(customer.legal_entity_id)
@@ -284,7 +285,7 @@ class SubscriptionBiller:
                 tax_date=posting_date(period.end.date()),
                 lines=[
                     TaxableLine(reference=c.charge_code, item_code=c.item_code, amount=c.amount)
-                    for c, _, _ in group
+                    for c, _ in group
                 ],
             )
         )
@@ -301,10 +302,10 @@ class SubscriptionBiller:
                 amount=c.amount,
                 tax=tax,
                 event_count=q.event_count if q and c.kind == "usage" else 0,
-                service_start=segment.start,
-                service_end=segment.end,
+                service_start=c.period_start,
+                service_end=c.period_end,
             )
-            for (c, q, segment), tax in zip(group, taxes, strict=True)
+            for (c, q), tax in zip(group, taxes, strict=True)
         ]
         subtotal = total((line.amount for line in lines), currency)
         tax_total = total((line.tax.amount for line in lines), currency)
@@ -327,7 +328,7 @@ class SubscriptionBiller:
             erp_document_id=None,
             created_at=utcnow(),
         )
-        return invoice, [q.event_type if q else None for _, q, _ in group]
+        return invoice, [q.event_type if q else None for _, q in group]
 
     async def write(self, batch: list[list[Draft]]) -> list[int]:
         """Write the drafts of many subscriptions; per subscription, how many of its
