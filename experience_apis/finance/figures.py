@@ -7,7 +7,7 @@ in SQL (where text would not sum, and a float would not do)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -33,8 +33,7 @@ __all__ = [
     "billing_held",
     "invoiced",
     "open_exceptions",
-    "posted_daily",
-    "posting_totals",
+    "posting",
     "usage",
 ]
 
@@ -51,43 +50,39 @@ def _in_period(period: Period):
 
 
 async def usage(session: AsyncSession, period: Period) -> UsageSummary:
-    dialect = session.bind.dialect.name
-    day = _day(usage_events.c.timestamp, dialect).label("day")
-    per_day = dict(
-        (
-            await session.execute(
-                sa.select(day, sa.func.count()).where(_in_period(period)).group_by(day)
-            )
-        ).all()
+    """One pass over the period's events (grouped by day and event type): they are the
+    bulk of the store, so they are not scanned once per figure."""
+    day = _day(usage_events.c.timestamp, session.bind.dialect.name).label("day")
+    rows = await session.execute(
+        sa.select(
+            day,
+            usage_events.c.event_type,
+            sa.func.count(),
+            sa.func.sum(sa.case((usage_events.c.matched == 0, 1), else_=0)),
+            sa.func.sum(sa.case((usage_events.c.adjustment != 0, 1), else_=0)),
+        )
+        .where(_in_period(period))
+        .group_by(day, usage_events.c.event_type)
     )
-    totals = (
-        await session.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.coalesce(
-                    sa.func.sum(sa.case((usage_events.c.matched == 0, 1), else_=0)), 0
-                ),
-                sa.func.coalesce(
-                    sa.func.sum(sa.case((usage_events.c.adjustment != 0, 1), else_=0)), 0
-                ),
-            ).where(_in_period(period))
-        )
-    ).one()
-    by_type = (
-        await session.execute(
-            sa.select(usage_events.c.event_type, sa.func.count())
-            .where(_in_period(period))
-            .group_by(usage_events.c.event_type)
-            .order_by(sa.func.count().desc(), usage_events.c.event_type)
-        )
-    ).all()
+    per_day: Counter[str] = Counter()
+    per_type: Counter[str] = Counter()
+    unmatched = late = 0
+    for on, event_type, events, unmatched_events, late_events in rows:
+        per_day[on] += int(events)
+        per_type[event_type] += int(events)
+        unmatched += int(unmatched_events)
+        late += int(late_events)
     days = [period.first_day + timedelta(days=n) for n in range(period.days)]
     return UsageSummary(
-        events=int(totals[0]),
-        unmatched=int(totals[1]),
-        late=int(totals[2]),
-        by_event_type=[EventTypeCount(event_type=t, events=int(n)) for t, n in by_type],
-        daily=[UsageDay(date=d, events=int(per_day.get(d.isoformat(), 0))) for d in days],
+        events=sum(per_type.values()),
+        unmatched=unmatched,
+        late=late,
+        # Most events first, then by name.
+        by_event_type=[
+            EventTypeCount(event_type=t, events=n)
+            for t, n in sorted(per_type.items(), key=lambda item: (-item[1], item[0]))
+        ],
+        daily=[UsageDay(date=d, events=per_day[d.isoformat()]) for d in days],
     )
 
 
@@ -131,8 +126,12 @@ async def invoiced(session: AsyncSession, period: Period) -> list[CurrencyTotals
     return out
 
 
-async def _outbox_rows(session: AsyncSession, period: Period):
-    return (
+async def posting(
+    session: AsyncSession, period: Period
+) -> tuple[list[PostingTotals], list[PostedDay]]:
+    """Where the period's documents stand in the ERP outbox, per currency, and those
+    posted per day the ERP took them: both from one read of the outbox."""
+    rows = (
         await session.execute(
             sa.select(
                 invoices.c.currency,
@@ -145,12 +144,13 @@ async def _outbox_rows(session: AsyncSession, period: Period):
             .where(_documents(period))
         )
     ).all()
+    return _posting_totals(rows), _posted_daily(rows)
 
 
-async def posting_totals(session: AsyncSession, period: Period) -> list[PostingTotals]:
+def _posting_totals(rows) -> list[PostingTotals]:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     sums: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
-    for row in await _outbox_rows(session, period):
+    for row in rows:
         counts[row.currency, row.status] += 1
         sums[row.currency, row.status] += direction(row.kind) * row.total
     return [
@@ -167,11 +167,10 @@ async def posting_totals(session: AsyncSession, period: Period) -> list[PostingT
     ]
 
 
-async def posted_daily(session: AsyncSession, period: Period) -> list[PostedDay]:
-    """Per day the ERP took them and currency, the period's posted documents."""
+def _posted_daily(rows) -> list[PostedDay]:
     counts: dict[tuple[date, str], int] = defaultdict(int)
     sums: dict[tuple[date, str], Decimal] = defaultdict(lambda: ZERO)
-    for row in await _outbox_rows(session, period):
+    for row in rows:
         if row.status != "posted" or row.posted_at is None:
             continue
         key = (as_utc(row.posted_at).date(), row.currency)

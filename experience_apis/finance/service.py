@@ -77,8 +77,7 @@ class FinanceService:
         async with self._sessions() as session:
             usage = await figures.usage(session, period)
             invoiced = await figures.invoiced(session, period)
-            posting = await figures.posting_totals(session, period)
-            posted_daily = await figures.posted_daily(session, period)
+            posting, posted_daily = await figures.posting(session, period)
             held = await figures.billing_held(session, period)
             exceptions = await figures.open_exceptions(session)
         summary = report.summary

@@ -11,6 +11,7 @@ cookie only (the page's sign-in put it there), and no other route ever reads coo
 
 from __future__ import annotations
 
+from litestar.connection import ASGIConnection
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -64,14 +65,14 @@ def bearer_token(scope: Scope) -> str:
 
 
 def cookie_token(scope: Scope, name: str) -> str:
-    """The access token a page keeps in its session cookie ``name``."""
-    for header, value in scope["headers"]:
-        if header == b"cookie":
-            for pair in value.decode("latin-1").split(";"):
-                key, _, token = pair.strip().partition("=")
-                if key == name and token:
-                    return token
-    raise Unauthenticated()
+    """The access token a page keeps in its session cookie ``name``, parsed as the page's
+    own ``request.cookies`` parses it (and cached for it), so the session that
+    authenticates is the one its CSRF token is checked against, even when the header
+    names the cookie twice."""
+    token = ASGIConnection(scope).cookies.get(name)
+    if not token:
+        raise Unauthenticated()
+    return token
 
 
 async def authenticate(

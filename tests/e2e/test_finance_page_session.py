@@ -12,6 +12,7 @@ import re
 import pytest
 from litestar.routes import HTTPRoute
 
+from process_apis.exceptions.service import raise_exception
 from tests.support.app import gateway_client
 from tests.support.auth import issue_token
 
@@ -180,6 +181,35 @@ async def test_forms_from_another_site_or_without_the_token_are_refused(sqlite_u
         )
         assert out.status_code == 303
         assert (await client.get("/finance")).status_code == 303
+
+
+async def test_a_cookie_header_naming_the_session_twice_acts_as_one_session(sqlite_url):
+    """The session that authenticates an action is the one its CSRF token is checked
+    against: with two session cookies in the header (one tossed in by another page of the
+    site), the action is done as the client whose token the form carried, never as the
+    other one."""
+    async with gateway_client(sqlite_url, authenticated=False) as client:
+        clients = client.container.clients
+        desk = await clients.create("desk", ["finance:read", "finance:write"])
+        other = await clients.create("other desk", ["finance:read", "finance:write"])
+        desk_token = await issue_token(client, desk.client_id, desk.client_secret)
+        other_token = await issue_token(client, other.client_id, other.client_secret)
+        async with client.container.sessions.begin() as session:
+            await raise_exception(session, "unknown_customer", "cus_twice", "unknown", {})
+        [record], _ = await client.container.exceptions.list(kind="unknown_customer")
+        both = {"Cookie": f"{SESSION}={desk_token}; {SESSION}={other_token}"}
+        page = await client.get("/finance", headers=both)
+        assert page.status_code == 200 and other.client_id in page.text
+        assert desk.client_id not in page.text
+        csrf = CSRF.search(page.text).group(1)
+        answer = await client.post(
+            f"/finance/exceptions/{record.id}/resolve",
+            data={"csrf_token": csrf, "note": "billed elsewhere", "back": "/finance"},
+            headers=both,
+        )
+        assert answer.status_code == 303, answer.text
+        resolved = await client.container.exceptions.get(record.id)
+        assert (resolved.status, resolved.resolved_by) == ("resolved", other.client_id)
 
 
 async def test_sign_in_attempts_are_rate_limited_per_address(sqlite_url):

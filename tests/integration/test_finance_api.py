@@ -158,6 +158,32 @@ async def test_drafts_of_a_grace_window_are_counted_apart(database_url):
     assert body["posting"] == []  # nothing reaches the ERP before finalization
 
 
+async def test_usage_is_counted_per_event_type_and_day(database_url):
+    period = last_month()
+    async with gateway_client(database_url, **RECENT) as client:
+        await seed(client.container, USAGE_PLAN)
+        days = [moment(period, 1, 0), moment(period, 1, 23), moment(period, 3)]
+        sent = [call(n, "cus_de", t) for n, t in enumerate(days)]
+        sent += [
+            {**call(n, "cus_fr", t, "fin-gpu"), "event_type": "gpu.seconds"}
+            for n, t in enumerate(days[:2])
+        ]
+        sent.append(call(0, "cus_nobody", days[2]))
+        assert (await client.post("/process/usage/v1/events", json=sent)).json()["accepted"] == 6
+        usage = (await client.get(f"{API}/periods/{period}/overview")).json()["usage"]
+    # The gpu events (no meter of the plan) and cus_nobody's are kept, unmatched.
+    assert (usage["events"], usage["unmatched"], usage["late"]) == (6, 3, 0)
+    # Most events first.
+    assert usage["by_event_type"] == [
+        {"event_type": "api.request", "events": 4},
+        {"event_type": "gpu.seconds", "events": 2},
+    ]
+    assert {d["date"]: d["events"] for d in usage["daily"] if d["events"]} == {
+        day_of(days[0]): 4,
+        day_of(days[2]): 2,
+    }
+
+
 async def test_a_quiet_period_is_all_zeros_and_balanced(database_url):
     async with gateway_client(database_url) as client:
         body = (await client.get(f"{API}/periods/2001-02/overview")).json()

@@ -336,8 +336,8 @@ def _page_error(request: Request, exc: Exception) -> Response:
     answer = _gateway_answer(request, exc)
     problem = answer.content
     page = _refused(answer.status_code, problem.title, problem.detail, problem.code)
-    if "retry-after" in {k.lower() for k in answer.headers}:
-        retry_after = {k.lower(): v for k, v in answer.headers.items()}["retry-after"]
+    retry_after = {k.lower(): v for k, v in answer.headers.items()}.get("retry-after")
+    if retry_after is not None:
         page.headers["Retry-After"] = retry_after
     return page
 
