@@ -83,7 +83,8 @@ class DocumentCheck:
         return DocumentResult(rows, ledgers, variances)
 
     async def _documents(self, period: Period):
-        """The period's standing documents with their outbox status, by id."""
+        """The period's standing documents with their outbox status, by id. Drafts (a
+        grace window) are not issued: nothing of them is due in the ERP yet."""
         query = (
             sa.select(
                 invoices,
@@ -91,7 +92,11 @@ class DocumentCheck:
                 postings.c.erp_document_id.label("posted_document_id"),
             )
             .outerjoin(postings, postings.c.invoice_id == invoices.c.id)
-            .where(invoices.c.period_start == period.first_day, standing())
+            .where(
+                invoices.c.period_start == period.first_day,
+                standing(),
+                invoices.c.status != "draft",
+            )
             .order_by(invoices.c.id)
         )
         async with self._sessions() as session:

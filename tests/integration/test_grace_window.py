@@ -55,6 +55,11 @@ async def test_late_events_in_the_window_update_the_draft_then_it_is_finalized(
         # 49 platform + 10 calls at 0.002, and 19 % VAT.
         assert Decimal(draft["subtotal"]) == Decimal("49.02")
         assert (await c.outbox.drain()).posted == 0  # a draft never reaches the ERP
+        # Reconciled in the window: the drafts bill the events, and nothing is due in the
+        # ERP yet (neither pending nor a variance).
+        report = await c.reconciliation.reconcile(period)
+        assert report.status == "balanced", report.variances
+        assert report.summary.documents == report.summary.pending_documents == 0
 
         # Late in the window: an ordinary event, not flagged for a memo...
         answer = await _calls(client, "late", 5, period)
