@@ -29,9 +29,9 @@ from canonical.model import Meter
 from canonical.money import ZERO
 from canonical.time import Period
 from process_apis.billing.aggregation import UsageWindow, aggregate_windows
-from process_apis.billing.segments import segments
 from process_apis.reconciliation.quantities import direction, standing
 from process_apis.tables import invoice_lines, invoices
+from process_apis.usage.terms import TermsReader
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
@@ -48,15 +48,20 @@ class MeterUsage(msgspec.Struct, frozen=True, kw_only=True):
 class MeteredUsage:
     def __init__(self, sessions: async_sessionmaker, crm: CrmPort, billing: BillingPort) -> None:
         self._sessions = sessions
-        self._crm = crm
         self._billing = billing
+        # The meters a period's plans charge, read as billing reads them.
+        self._terms = TermsReader(crm, billing)
 
     async def period(self, customer_id: str, period: Period) -> list[MeterUsage]:
         """The customer's usage in ``period``, one entry per meter, by meter code."""
-        meters = {m.code: m for m in await self._billing.list_meters()}
-        charged = await self._charged_meters(customer_id, period, meters)
+        meters = dict((await self._terms.read(customer_id, period)).meters)
         invoiced = await self._invoiced(customer_id, period)
-        wanted = [meters[code] for code in sorted(charged | invoiced.keys()) if code in meters]
+        if invoiced.keys() - meters.keys():
+            # A meter only the documents bill (no plan of the period charges it now).
+            meters.update(
+                (m.code, m) for m in await self._billing.list_meters() if m.code in invoiced
+            )
+        wanted = [meters[code] for code in sorted(meters)]
         if not wanted:
             return []
         window = UsageWindow(customer_id, period.start, period.end)
@@ -71,22 +76,6 @@ class MeteredUsage:
             )
             for meter in wanted
         ]
-
-    async def _charged_meters(
-        self, customer_id: str, period: Period, meters: dict[str, Meter]
-    ) -> set[str]:
-        """Codes of the meters a plan of the customer charges in the period."""
-        subscriptions = await self._crm.subscriptions_active_between(
-            period.first_day, period.end.date(), customer_ids=[customer_id]
-        )
-        plan_ids = {s.plan_id for sub in subscriptions for s in segments(sub, period)}
-        codes: set[str] = set()
-        for plan_id in sorted(plan_ids):
-            plan = await self._billing.get_plan(plan_id)
-            codes.update(
-                code for c in plan.charges if (code := getattr(c, "meter_code", None)) in meters
-            )
-        return codes
 
     async def _invoiced(self, customer_id: str, period: Period) -> dict[str, Decimal]:
         query = (

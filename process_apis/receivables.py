@@ -4,8 +4,9 @@ applied to a document, and its latest invoice.
 The documents that count are those that stand in the ERP's receivables ledger or are on
 their way there: every issued document (not a draft) except a void that never reached the
 ERP. A posted invoice that was voided still counts, and so does the credit memo
-reversing it, so the two cancel out as they do in the ledger (the same documents
-reconciliation counts, ``process_apis.reconciliation.quantities.standing``)::
+reversing it, so the two cancel out as they do in the ledger (the documents
+reconciliation counts, ``process_apis.reconciliation.quantities.standing``, drafts left
+out)::
 
     invoiced      Σ total of invoices and debit memos
     credited      Σ total of credit memos
@@ -86,6 +87,7 @@ class Receivables:
         ).where(invoices.c.customer_id == customer_id, invoices.c.status != "draft", standing())
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
+        # Summed here, not with SQL SUM: amounts are stored as exact decimal text.
         tallies: dict[str, _Tally] = defaultdict(_Tally)
         for row in rows:
             tally = tallies[row.currency]

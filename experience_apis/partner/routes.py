@@ -24,6 +24,7 @@ from experience_apis.partner.views import (
     PartnerUsageSummary,
 )
 from experience_apis.routing import Caller
+from process_apis.partners import ISSUED
 from system_apis.routing import Limit, StartingAfter, one_of
 
 __all__ = ["router"]
@@ -48,14 +49,7 @@ PeriodFilter = Annotated[
         description="A billing period, YYYY-MM (calendar month, UTC).",
     ),
 ]
-StatusFilter = one_of(
-    "finalized",
-    "posted",
-    "partially_paid",
-    "paid",
-    "void",
-    description="Only documents in this status.",
-)
+StatusFilter = one_of(*ISSUED, description="Only documents in this status.")
 
 
 @get(

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from canonical.model import Aggregation, Base, Customer, Invoice, Page, TaxStatus
+from canonical.model import Aggregation, Base, Customer, DocumentKind, Invoice, Page, TaxStatus
 from canonical.money import ZERO
 from canonical.time import Period
 from process_apis.metered_usage import MeterUsage
@@ -50,7 +50,7 @@ class PartnerInvoiceSummary(Base):
     id: str
     number: str
     customer_id: str
-    kind: Literal["invoice", "credit_memo", "debit_memo"]
+    kind: DocumentKind
     status: Literal["finalized", "posted", "partially_paid", "paid", "void"]
     # The document a memo corrects (of the same customer).
     corrects_invoice_id: str | None

@@ -285,6 +285,33 @@ async def test_a_partner_reads_its_customers_balances_documents_and_usage(databa
         (calls,) = (await get("/customers/cus_a2/usage"))["meters"]
         assert (money(calls["quantity"]), money(calls["invoiced_quantity"])) == (4, 0)
 
+        # A meter no plan of the period charges, yet a document of the period bills (a
+        # debit memo for 5 GB of storage), is listed too and measured like the others.
+        a1_invoice = inv["cus_a1", str(this)]
+        calls_line = next(line for line in a1_invoice.lines if line.meter_code == "calls")
+        storage_memo = msgspec.structs.replace(
+            a1_invoice,
+            id=new_id("inv"),
+            number=f"DM-{new_id('x')}",
+            kind="debit_memo",
+            corrects_invoice_id=a1_invoice.id,
+            status="finalized",
+            erp_document_id=None,
+            amount_paid=Decimal(0),
+            lines=[
+                msgspec.structs.replace(
+                    calls_line, id=new_id("il"), meter_code="storage", quantity=Decimal(5)
+                )
+            ],
+        )
+        async with client.container.sessions.begin() as session:
+            await write_invoice(session, storage_memo, [None])
+        usage = await get("/customers/cus_a1/usage")
+        assert [
+            (m["meter_code"], money(m["quantity"]), m["event_count"], money(m["invoiced_quantity"]))
+            for m in usage["meters"]
+        ] == [("calls", 12, 12, 10), ("storage", 0, 0, 5)]
+
 
 def not_found_shape(response, asked_id: str) -> dict:
     """A 404 with the asked id and the correlation id taken out: what must be identical
