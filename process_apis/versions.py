@@ -32,7 +32,7 @@ __all__ = ["DataVersions", "Versions"]
 _DOCUMENTS = sa.select(audit_head.c.seq).where(audit_head.c.id == HEAD_ID).scalar_subquery()
 _USAGE = sa.select(sa.func.max(usage_events.c.seq)).scalar_subquery()
 # Another session of this database writing usage_events right now (granted or waiting).
-_WRITING = sa.text(
+_WRITING = sa.literal_column(
     "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'relation' "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND l.relation = to_regclass('usage_events') AND l.mode = 'RowExclusiveLock' "
@@ -58,7 +58,7 @@ class DataVersions:
             if usage:
                 columns.append(_USAGE)
                 if postgres:
-                    columns.append(sa.literal_column(_WRITING.text))
+                    columns.append(_WRITING)
             row = (await session.execute(sa.select(*columns))).one()
         documents = row[0] or 0
         if not usage:

@@ -1,6 +1,6 @@
-"""Caching and conditional GETs of the Experience APIs, shared by every audience.
+"""Caching and conditional GETs for the Experience APIs (the portal's views use them).
 
-    key = cache_key("portal.invoice", invoice_id, versions.documents, customer)
+    key = cache_key("portal.invoice", versions.documents, invoice_id, customer)
     view = await cache.view(key, build)      # CachedView: JSON body + strong ETag
     return conditional(view, if_none_match)  # (routes) 304, or 200 with the body
 

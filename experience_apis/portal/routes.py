@@ -18,7 +18,12 @@ from experience_apis.caching.routes import CONDITIONAL, IfNoneMatch, conditional
 from experience_apis.portal.service import PortalService
 from experience_apis.portal.summary_views import PortalCustomerSummary
 from experience_apis.portal.usage_views import PortalEstimate, PortalUsage
-from experience_apis.portal.views import PortalEventList, PortalInvoice, PortalInvoiceList
+from experience_apis.portal.views import (
+    VISIBLE,
+    PortalEventList,
+    PortalInvoice,
+    PortalInvoiceList,
+)
 from experience_apis.routing import Caller
 from system_apis.routing import Limit, StartingAfter, one_of
 
@@ -27,7 +32,7 @@ __all__ = ["router"]
 # Scopes a token needs here (published in the contract, enforced at the gateway).
 READ = requires("portal:read")
 
-StatusFilter = one_of("finalized", "posted", "partially_paid", "paid", "void")
+StatusFilter = one_of(*VISIBLE)
 # A calendar month from 1970 on (no period here starts earlier).
 PeriodParam = Annotated[
     str | None,

@@ -14,12 +14,13 @@ usage is in flux: computed, not kept). See docs/adr/0014."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from canonical import errors
 from canonical.model import Customer
-from canonical.time import Period, utcnow
+from canonical.time import Period, as_utc, utcnow
 from experience_apis.caching import CachedView, ViewCache, cache_key
 from experience_apis.portal.summary_views import summary_view
 from experience_apis.portal.usage_views import estimate_view, usage_view
@@ -102,6 +103,14 @@ class PortalService:
         except errors.NotFound:
             raise _no_invoice(invoice_id) from None
 
+    async def _view(
+        self, view: str, stamp: int | None, inputs: tuple, build: Callable[[], Awaitable[Any]]
+    ) -> CachedView:
+        """``build()``'s view, kept under ``view``, the data ``stamp`` and ``inputs``; with
+        no stamp (usage in flux) computed and not kept."""
+        key = None if stamp is None else cache_key(view, stamp, *inputs)
+        return await self._cache.view(key, build)
+
     # --- documents ----------------------------------------------------------------
 
     async def summary(self, customer_id: str, *, partner_id: str | None = None) -> CachedView:
@@ -114,8 +123,7 @@ class PortalService:
             latest = await self._receivables.last_invoice(customer.id)
             return summary_view(customer, terms, balances, latest)
 
-        key = cache_key("portal.summary", versions.documents, customer, terms)
-        return await self._cache.view(key, build)
+        return await self._view("portal.summary", versions.documents, (customer, terms), build)
 
     async def customer_invoices(
         self,
@@ -145,16 +153,8 @@ class PortalService:
             )
             return PortalInvoiceList(data=[summary(i) for i in page], has_more=has_more)
 
-        key = cache_key(
-            "portal.invoices",
-            versions.documents,
-            customer_id,
-            statuses,
-            period,
-            limit,
-            starting_after,
-        )
-        return await self._cache.view(key, build)
+        inputs = (customer_id, statuses, period, limit, starting_after)
+        return await self._view("portal.invoices", versions.documents, inputs, build)
 
     async def invoice(self, invoice_id: str, *, partner_id: str | None = None) -> CachedView:
         versions = await self._versions.read()
@@ -166,8 +166,8 @@ class PortalService:
             payments = await self._receivables.payments(invoice_id)
             return detail(invoice, customer, memos, payments)
 
-        key = cache_key("portal.invoice", versions.documents, invoice_id, customer)
-        return await self._cache.view(key, build)
+        inputs = (invoice_id, customer)
+        return await self._view("portal.invoice", versions.documents, inputs, build)
 
     async def line_events(
         self,
@@ -187,18 +187,9 @@ class PortalService:
             )
             return PortalEventList(data=[event_view(e) for e in events], has_more=has_more)
 
-        key = None
-        if versions.usage is not None:
-            key = cache_key(
-                "portal.line_events",
-                versions.documents,
-                versions.usage,
-                invoice_id,
-                line_id,
-                limit,
-                starting_after,
-            )
-        return await self._cache.view(key, build)
+        # Documents too: a correction marks the late events its memo's lines bill.
+        inputs = (versions.documents, invoice_id, line_id, limit, starting_after)
+        return await self._view("portal.line_events", versions.usage, inputs, build)
 
     # --- usage ----------------------------------------------------------------------
 
@@ -222,11 +213,9 @@ class PortalService:
             series = await self._usage.period(terms, today)
             return usage_view(customer.id, period, is_open, series)
 
-        key = None
-        if versions.usage is not None:
-            # The open period's series grows by a day at midnight: today is an input.
-            key = cache_key("portal.usage", versions.usage, terms, today if is_open else None)
-        return await self._cache.view(key, build)
+        # The open period's series grows by a day at midnight: today is an input.
+        inputs = (terms, today if is_open else None)
+        return await self._view("portal.usage", versions.usage, inputs, build)
 
     async def estimate(
         self, customer_id: str, *, partner_id: str | None = None, as_of: datetime | None = None
@@ -241,10 +230,7 @@ class PortalService:
             charges, totals = await self._estimates.estimate(terms, as_of)
             return estimate_view(customer.id, terms.period, as_of or self._clock(), charges, totals)
 
-        key = None
-        if versions.usage is not None:
-            key = cache_key("portal.estimate", versions.usage, terms, as_of)
-        return await self._cache.view(key, build)
+        return await self._view("portal.estimate", versions.usage, (terms, as_of), build)
 
 
 def _check_as_of(as_of: datetime | None, now: datetime) -> datetime | None:
@@ -252,9 +238,7 @@ def _check_as_of(as_of: datetime | None, now: datetime) -> datetime | None:
     if as_of is None:
         return None
     try:
-        if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=UTC)
-        as_of = as_of.astimezone(UTC)
+        as_of = as_utc(as_of)
         valid = EPOCH <= as_of <= now
     except (OverflowError, ValueError):
         valid = False

@@ -12,9 +12,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from canonical.model import Base, Customer, Invoice, Page
+from canonical.model import Base, Customer, DocumentKind, Invoice, Page
 from canonical.money import total
 from process_apis.lineage.views import EventRef
+from process_apis.partners import ISSUED
 from process_apis.receivables import AppliedPayment, amount_due
 
 __all__ = [
@@ -35,16 +36,15 @@ __all__ = [
 ]
 
 # Drafts are work in progress; customers see documents from finalization on.
-VISIBLE = ("finalized", "posted", "partially_paid", "paid", "void")
+VISIBLE = ISSUED
 
 Status = Literal["finalized", "posted", "partially_paid", "paid", "void"]
-Kind = Literal["invoice", "credit_memo", "debit_memo"]
 
 
 class PortalInvoiceSummary(Base):
     id: str
     number: str
-    kind: Kind
+    kind: DocumentKind
     status: Status
     period: str  # YYYY-MM
     period_start: date

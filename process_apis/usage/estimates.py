@@ -51,7 +51,8 @@ class ChargeEstimates:
         """The period's charges rated on the usage so far, and their sum per currency."""
         period = terms.period
         end = period.end if as_of is None else min(as_of, period.end)
-        wanted: dict[UsageWindow, list[Meter]] = {}
+        # Segments of two subscriptions may share a window (meters measured once each).
+        wanted: dict[UsageWindow, list[Meter]] = defaultdict(list)
         parts = []
         for subscription, segment in terms.segments():
             plan = terms.plans[segment.plan_id]
@@ -60,15 +61,12 @@ class ChargeEstimates:
             window = UsageWindow(
                 terms.customer_id, start, max(start, min(midnight(segment.end), end))
             )
-            measuring = wanted.setdefault(window, [])  # segments of two subscriptions may share it
-            for meter in meters:
-                if meter not in measuring:
-                    measuring.append(meter)
+            wanted[window].extend(meters)
             parts.append((subscription, segment, plan, meters, window))
         measured = {}
         if any(wanted.values()):
             async with self._sessions() as session:
-                measured = await aggregate_windows(session, {w: m for w, m in wanted.items() if m})
+                measured = await aggregate_windows(session, wanted)
         charges: list[EstimatedCharge] = []
         for subscription, segment, plan, meters, window in parts:
             quantities = measured.get(window, {})

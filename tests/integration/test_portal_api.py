@@ -351,9 +351,17 @@ async def test_partners_read_only_their_own_customers_on_every_route(database_ur
 
         invoice_paths = [f"/invoices/{jan.id}", f"/invoices/{jan.id}/lines/{line.id}/events"]
         customer_paths = [f"/customers/cus_de{route}" for route in CUSTOMER_ROUTES]
+        etags = {}
         for path in customer_paths + invoice_paths:  # cached by the first party
-            assert (await client.get(PORTAL + path, headers=first_party)).status_code == 200
+            cached = await client.get(PORTAL + path, headers=first_party)
+            assert cached.status_code == 200
+            etags[path] = cached.headers["etag"]
             assert (await client.get(PORTAL + path, headers=partner_a)).status_code == 200
+        for path, etag in etags.items():
+            # Holding the current ETag tells another tenant nothing: 404, never 304.
+            response = await client.get(PORTAL + path, headers={**partner_b, "If-None-Match": etag})
+            assert_problem(response, 404)
+            assert "etag" not in response.headers
 
         for route in CUSTOMER_ROUTES:
             unknown = not_found_shape(
