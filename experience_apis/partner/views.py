@@ -10,6 +10,7 @@ from typing import Literal
 from canonical.model import Aggregation, Base, Customer, DocumentKind, Invoice, Page, TaxStatus
 from canonical.money import ZERO
 from canonical.time import Period
+from experience_apis.documents import document_fields
 from process_apis.metered_usage import MeterUsage
 from process_apis.receivables import AppliedPayment, CurrencyBalance, amount_due
 
@@ -144,23 +145,9 @@ def payment_status(invoice: Invoice) -> PaymentStatus:
 
 def _summary_fields(invoice: Invoice) -> dict:
     return {
-        "id": invoice.id,
-        "number": invoice.number,
+        **document_fields(invoice),
         "customer_id": invoice.customer_id,
-        "kind": invoice.kind,
-        "status": invoice.status,
-        "corrects_invoice_id": invoice.corrects_invoice_id,
-        "period": invoice.period_start.strftime("%Y-%m"),
-        "period_start": invoice.period_start,
-        "period_end": invoice.period_end,
-        "currency": invoice.currency,
-        "subtotal": invoice.subtotal,
-        "tax_total": invoice.tax_total,
-        "total": invoice.total,
-        "amount_paid": invoice.amount_paid,
-        "amount_due": amount_due(invoice),
         "payment_status": payment_status(invoice),
-        "issued_at": invoice.created_at,
     }
 
 

@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 from canonical.model import Base, Customer, DocumentKind, Invoice, Page
 from canonical.money import total
+from experience_apis.documents import document_fields
 from process_apis.lineage.views import EventRef
 from process_apis.partners import ISSUED
-from process_apis.receivables import AppliedPayment, amount_due
+from process_apis.receivables import AppliedPayment
 
 __all__ = [
     "VISIBLE",
@@ -132,28 +133,8 @@ def _percent(rate: Decimal) -> Decimal:
     return (rate * 100).normalize()
 
 
-def _summary_fields(invoice: Invoice) -> dict:
-    return {
-        "id": invoice.id,
-        "number": invoice.number,
-        "kind": invoice.kind,
-        "status": invoice.status,
-        "period": invoice.period_start.strftime("%Y-%m"),
-        "period_start": invoice.period_start,
-        "period_end": invoice.period_end,
-        "currency": invoice.currency,
-        "subtotal": invoice.subtotal,
-        "tax_total": invoice.tax_total,
-        "total": invoice.total,
-        "amount_paid": invoice.amount_paid,
-        "amount_due": amount_due(invoice),
-        "issued_at": invoice.created_at,
-        "corrects_invoice_id": invoice.corrects_invoice_id,
-    }
-
-
 def summary(invoice: Invoice) -> PortalInvoiceSummary:
-    return PortalInvoiceSummary(**_summary_fields(invoice))
+    return PortalInvoiceSummary(**document_fields(invoice))
 
 
 def customer_view(customer: Customer) -> PortalCustomer:
@@ -190,7 +171,7 @@ def detail(
     payments: list[AppliedPayment],
 ) -> PortalInvoice:
     return PortalInvoice(
-        **_summary_fields(invoice),
+        **document_fields(invoice),
         customer=customer_view(customer),
         lines=[
             PortalLine(
