@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import msgspec
 
-__all__ = ["Period", "as_utc", "utcnow"]
+__all__ = ["Period", "as_utc", "midnight", "utcnow"]
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def midnight(day: date) -> datetime:
+    """The UTC instant a calendar day starts."""
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def as_utc(value: datetime) -> datetime:

@@ -1,6 +1,6 @@
 """Route helpers shared by every layer's ``routes`` modules: the cursor-pagination
-query parameters (``?limit=&starting_after=``), paging of short in-memory lists and
-optional enumerated filters."""
+query parameters (``?limit=&starting_after=``), the billing-period pattern, paging of
+short in-memory lists and optional enumerated filters."""
 
 from __future__ import annotations
 
@@ -10,13 +10,23 @@ from typing import Annotated, Any, TypeVar
 
 from litestar.params import Parameter
 
-__all__ = ["MAX_DOCUMENT_BYTES", "Limit", "StartingAfter", "one_of", "page_in_memory"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "PERIOD_PATTERN",
+    "Limit",
+    "StartingAfter",
+    "one_of",
+    "page_in_memory",
+]
 
 T = TypeVar("T")
 
 # Bodies of the JSON document APIs (master data, quotes, run requests) are small; anything
 # larger is refused with 413 before it is read whole. Ingest states its own, larger limit.
 MAX_DOCUMENT_BYTES = 1_000_000
+
+# A billing period: a calendar month, YYYY-MM, of the years 1900-2999 (as runs take it).
+PERIOD_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
 
 Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size (1-100).", required=False)]
 StartingAfter = Annotated[

@@ -27,7 +27,7 @@ from process_apis.routing import (
     client_id_of,
     respond_idempotently,
 )
-from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, one_of
+from system_apis.routing import MAX_DOCUMENT_BYTES, PERIOD_PATTERN, Limit, StartingAfter, one_of
 
 __all__ = ["PeriodPath", "ResolveRequest", "router"]
 
@@ -35,10 +35,9 @@ __all__ = ["PeriodPath", "ResolveRequest", "router"]
 READ = requires("finance:read")
 ACT = requires("finance:write")
 
-# A calendar month, YYYY-MM, of the years 1900-2999 (as billing runs take it).
 PeriodPath = Annotated[
     str,
-    Parameter(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM"),
+    Parameter(pattern=PERIOD_PATTERN, description="YYYY-MM"),
 ]
 CorrelationId = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 ExceptionId = Annotated[str, Parameter(max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]

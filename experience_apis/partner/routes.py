@@ -25,7 +25,7 @@ from experience_apis.partner.views import (
 )
 from experience_apis.routing import Caller
 from process_apis.partners import ISSUED
-from system_apis.routing import Limit, StartingAfter, one_of
+from system_apis.routing import PERIOD_PATTERN, Limit, StartingAfter, one_of
 
 __all__ = ["router"]
 
@@ -40,7 +40,6 @@ TENANCY = (
 
 # Identifiers as the systems of record issue them.
 Id = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", max_length=64)]
-PERIOD_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
 PeriodFilter = Annotated[
     str | None,
     Parameter(

@@ -25,7 +25,7 @@ from experience_apis.portal.views import (
     PortalInvoiceList,
 )
 from experience_apis.routing import Caller
-from system_apis.routing import Limit, StartingAfter, one_of
+from system_apis.routing import PERIOD_PATTERN, Limit, StartingAfter, one_of
 
 __all__ = ["router"]
 
@@ -33,12 +33,11 @@ __all__ = ["router"]
 READ = requires("portal:read")
 
 StatusFilter = one_of(*VISIBLE)
-# A calendar month from 1970 on (no period here starts earlier).
 PeriodParam = Annotated[
     str | None,
     Parameter(
         required=False,
-        pattern=r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
+        pattern=PERIOD_PATTERN,
         description="Billing period, YYYY-MM.",
     ),
 ]

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 
 import msgspec
 import sqlalchemy as sa
@@ -39,7 +39,7 @@ from canonical.model import (
     Subscription,
 )
 from canonical.money import total
-from canonical.time import Period, utcnow
+from canonical.time import Period, midnight, utcnow
 from process_apis.audit import AuditEvent, append_many
 from process_apis.billing.aggregation import (
     MeterQuantity,
@@ -154,7 +154,7 @@ class SubscriptionBiller:
                 except errors.MeterlineError:
                     continue
                 window = UsageWindow(
-                    subscription.customer_id, _midnight(segment.start), _midnight(segment.end)
+                    subscription.customer_id, midnight(segment.start), midnight(segment.end)
                 )
                 wanted[window].extend(masters.plan_meters(plan))
         if not wanted:
@@ -205,7 +205,7 @@ class SubscriptionBiller:
         for segment in segments(subscription, period):
             plan = await masters.plan(segment.plan_id)
             plan_meters = masters.plan_meters(plan)
-            start, end = _midnight(segment.start), _midnight(segment.end)
+            start, end = midnight(segment.start), midnight(segment.end)
             quantities = usage.get(UsageWindow(customer.id, start, end), {})
             if any(m.code not in quantities for m in plan_meters):
                 async with self._sessions() as session:
@@ -402,7 +402,3 @@ async def _write(session: AsyncSession, drafts: list[Draft]) -> None:
             for invoice, _ in numbered
         ],
     )
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)

@@ -17,7 +17,7 @@ from process_apis.billing.runs import BillingRun, BillingRunService
 from process_apis.invoices.lifecycle import InvoiceLifecycle
 from process_apis.invoices.store import InvoiceStore
 from process_apis.routing import Idempotency, RequiredIdempotencyKey, respond_idempotently
-from system_apis.routing import MAX_DOCUMENT_BYTES, Limit, StartingAfter, one_of
+from system_apis.routing import MAX_DOCUMENT_BYTES, PERIOD_PATTERN, Limit, StartingAfter, one_of
 
 __all__ = ["router"]
 
@@ -26,8 +26,7 @@ READ = requires("billing:read")
 RUN = requires("billing:run")
 ACT = requires("finance:write")
 
-# A calendar month, YYYY-MM, of the years 1900-2999.
-PeriodText = Annotated[str, msgspec.Meta(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$")]
+PeriodText = Annotated[str, msgspec.Meta(pattern=PERIOD_PATTERN)]
 InvoiceStatusFilter = one_of("draft", "finalized", "posted", "partially_paid", "paid", "void")
 CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 

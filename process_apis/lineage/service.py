@@ -14,14 +14,14 @@ Lists in a trace are capped (``TRACE_LIMIT``) and say so; the line drill-down pa
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical import errors
-from canonical.time import Period
+from canonical.time import Period, midnight
 from process_apis.audit import AuditLog
 from process_apis.billing.aggregation import billed_events
 from process_apis.lineage.views import (
@@ -53,10 +53,6 @@ from system_apis.erp.port import ErpPort
 __all__ = ["TRACE_LIMIT", "LineageService"]
 
 TRACE_LIMIT = 100
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def _event(row) -> EventRef:
@@ -241,8 +237,8 @@ class LineageService:
                     billed_events(
                         found.customer_id,
                         found.event_type,
-                        _midnight(found.period_start),
-                        _midnight(found.period_end),
+                        midnight(found.period_start),
+                        midnight(found.period_end),
                         found.kind,
                         invoice_id,
                     )

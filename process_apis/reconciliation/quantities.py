@@ -32,7 +32,6 @@ difference until the memo that bills it is issued."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import msgspec
@@ -41,7 +40,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import Meter, PricePlan, decimal_text
 from canonical.money import ZERO
-from canonical.time import Period
+from canonical.time import Period, midnight
 from process_apis.billing.aggregation import UsageWindow, aggregate_windows
 from process_apis.billing.segments import segments
 from process_apis.reconciliation.report import (
@@ -173,7 +172,7 @@ class QuantityCheck:
                 if not charged:
                     continue
                 window = UsageWindow(
-                    subscription.customer_id, _midnight(segment.start), _midnight(segment.end)
+                    subscription.customer_id, midnight(segment.start), midnight(segment.end)
                 )
                 wanted[window].extend(meters[code] for code in charged)
                 charges.append((window, charged))
@@ -213,7 +212,3 @@ def _variance(period: Period, row: ReconciledQuantity) -> ReconciliationVariance
             "difference": diff,
         },
     )
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)

@@ -11,16 +11,16 @@ from canonical.access import requires
 from canonical.time import Period
 from process_apis.reconciliation.report import ReconciliationReport
 from process_apis.reconciliation.service import ReconciliationService
+from system_apis.routing import PERIOD_PATTERN
 
 __all__ = ["router"]
 
 # Scopes a token needs here (published in the contract, enforced at the gateway).
 READ = requires("billing:read")
 
-# A calendar month, YYYY-MM, of the years 1900-2999 (as billing runs take it).
 PeriodPath = Annotated[
     str,
-    Parameter(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM"),
+    Parameter(pattern=PERIOD_PATTERN, description="YYYY-MM"),
 ]
 
 

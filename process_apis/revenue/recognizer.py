@@ -19,7 +19,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from canonical import correlation, errors
 from canonical.ids import new_id
 from canonical.model import Meter, RevenueJournal, RevenueJournalLine
 from canonical.persistence import insert_ignore
-from canonical.time import as_utc, utcnow
+from canonical.time import as_utc, midnight, utcnow
 from process_apis.billing.aggregation import billed_events, quantity_of
 from process_apis.exceptions.service import raise_exception, resolve_exceptions
 from process_apis.posting.service import booking_date
@@ -78,10 +78,6 @@ def plan_of(row: Any) -> Plan:
         posting_date=row.posting_date,
         weights=None if weights is None else [Decimal(w) for w in weights],
     )
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 class RevenueRecognizer:
@@ -211,8 +207,8 @@ class RevenueRecognizer:
                     billed_events(
                         document.customer_id,
                         line.event_type,
-                        _midnight(start),
-                        _midnight(end),
+                        midnight(start),
+                        midnight(end),
                         document.kind,
                         document.id,
                     )

@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import Meter, RatedCharge
 from canonical.money import total
+from canonical.time import midnight
 from process_apis.billing.aggregation import UsageWindow, aggregate_windows
-from process_apis.usage.terms import CustomerTerms, midnight
+from process_apis.usage.terms import CustomerTerms
 from system_apis.billing.port import BillingPort, RatingRequest
 
 __all__ = ["ChargeEstimates", "EstimateTotal", "EstimatedCharge"]

@@ -17,8 +17,9 @@ import msgspec
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import Meter
+from canonical.time import midnight
 from process_apis.billing.aggregation import UsageWindow, aggregate_windows
-from process_apis.usage.terms import CustomerTerms, midnight
+from process_apis.usage.terms import CustomerTerms
 
 __all__ = ["DayUsage", "MeterUsageSeries", "UsageSummaries"]
 

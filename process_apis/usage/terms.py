@@ -8,8 +8,6 @@ changed plan or amendment is never answered from a view rated on the old one."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
-
 import msgspec
 
 from canonical.model import Meter, PricePlan, Subscription
@@ -18,11 +16,7 @@ from process_apis.billing.segments import Segment, segments
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
-__all__ = ["CustomerTerms", "TermsReader", "midnight"]
-
-
-def midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
+__all__ = ["CustomerTerms", "TermsReader"]
 
 
 class CustomerTerms(msgspec.Struct, frozen=True, kw_only=True):

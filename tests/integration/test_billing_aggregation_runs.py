@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -26,7 +26,7 @@ from canonical.model import (
     Subscription,
     TaxLine,
 )
-from canonical.time import Period, utcnow
+from canonical.time import Period, midnight, utcnow
 from gateway.settings import Settings
 from gateway.wiring import build_container
 from process_apis.billing.aggregation import aggregate
@@ -67,10 +67,6 @@ VALUES = {
     "user.active": ("user_id", ['"a"', '"b"', '"c"', '"d"', "7"]),
     "seats": ("n", [str(n) for n in range(1, 40)]),
 }
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 @contextlib.asynccontextmanager
@@ -147,8 +143,8 @@ async def test_every_line_carries_the_reference_quantity(database_url):
                         session,
                         subscription.customer_id,
                         charged,
-                        _midnight(segment.start),
-                        _midnight(segment.end),
+                        midnight(segment.start),
+                        midnight(segment.end),
                     )
                     expected += [
                         (m.code, found[m.code].quantity, found[m.code].event_count) for m in charged

@@ -400,7 +400,8 @@ async def test_bad_parameters_answer_problems(sqlite_url):
         line = jan.lines[1]
         cases = [
             ("/customers/cus_de/usage", {"period": "2026-13"}, 400, "validation_failed"),
-            ("/customers/cus_de/usage", {"period": "1969-12"}, 400, "validation_failed"),
+            ("/customers/cus_de/usage", {"period": "1899-12"}, 400, "validation_failed"),
+            ("/customers/cus_de/usage", {"period": "3000-01"}, 400, "validation_failed"),
             ("/customers/cus_de/usage", {"period": "2999-01"}, 422, "period_not_started"),
             ("/customers/cus_de/invoices", {"period": "26-01"}, 400, "validation_failed"),
             ("/customers/cus_de/invoices", {"status": "draft"}, 400, "validation_failed"),

@@ -34,7 +34,7 @@ from experience_apis.finance.service import FinanceService
 from experience_apis.routing import Caller
 from process_apis.idempotency import StoredResponse, fingerprint, run_idempotent
 from process_apis.routing import Idempotency
-from system_apis.routing import StartingAfter
+from system_apis.routing import PERIOD_PATTERN, StartingAfter
 
 __all__ = ["router", "template_config"]
 
@@ -51,7 +51,7 @@ MAX_FORM_BYTES = 16_384
 
 PeriodQuery = Annotated[
     str | None,
-    Parameter(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$", required=False),
+    Parameter(pattern=PERIOD_PATTERN, required=False),
 ]
 StatusQuery = Annotated[str, Parameter(pattern=r"^(open|resolved)?$", required=False)]
 KindQuery = Annotated[str, Parameter(pattern=r"^[a-z0-9_]{0,64}$", required=False)]
