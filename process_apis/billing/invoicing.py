@@ -39,7 +39,7 @@ from canonical.model import (
     Subscription,
 )
 from canonical.money import total
-from canonical.time import Period, midnight, utcnow
+from canonical.time import Period, utcnow
 from process_apis.audit import AuditEvent, append_many
 from process_apis.billing.aggregation import (
     MeterQuantity,
@@ -48,12 +48,12 @@ from process_apis.billing.aggregation import (
     aggregate_windows,
 )
 from process_apis.billing.drafts import status_for
-from process_apis.billing.segments import segments
+from process_apis.billing.segments import rate_segment, segment_window, segments
 from process_apis.invoices.store import next_invoice_numbers, write_invoices
 from process_apis.posting.service import posting_date
 from process_apis.retries import transient_retrying
 from process_apis.tables import invoices
-from system_apis.billing.port import BillingPort, RatingRequest
+from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
 from system_apis.tax.port import TaxableLine, TaxPort, TaxRequest
@@ -153,9 +153,7 @@ class SubscriptionBiller:
                     plan = await masters.plan(segment.plan_id)
                 except errors.MeterlineError:
                     continue
-                window = UsageWindow(
-                    subscription.customer_id, midnight(segment.start), midnight(segment.end)
-                )
+                window = segment_window(subscription.customer_id, segment)
                 wanted[window].extend(masters.plan_meters(plan))
         if not wanted:
             return {}
@@ -205,21 +203,14 @@ class SubscriptionBiller:
         for segment in segments(subscription, period):
             plan = await masters.plan(segment.plan_id)
             plan_meters = masters.plan_meters(plan)
-            start, end = midnight(segment.start), midnight(segment.end)
-            quantities = usage.get(UsageWindow(customer.id, start, end), {})
+            window = segment_window(customer.id, segment)
+            quantities = usage.get(window, {})
             if any(m.code not in quantities for m in plan_meters):
                 async with self._sessions() as session:
-                    quantities = await aggregate(session, customer.id, plan_meters, start, end)
-            charges = await self._billing.rate(
-                RatingRequest(
-                    plan_id=plan.id,
-                    period_start=period.first_day,
-                    period_end=period.end.date(),
-                    service_start=segment.start,
-                    service_end=segment.end,
-                    quantities={m.code: quantities[m.code].quantity for m in plan_meters},
-                )
-            )
+                    quantities = await aggregate(
+                        session, customer.id, plan_meters, window.start, window.end
+                    )
+            charges = await rate_segment(self._billing, period, segment, plan_meters, quantities)
             rated.extend((c, quantities.get(c.meter_code or "")) for c in charges)
         if not rated:
             return []

@@ -1,16 +1,21 @@
 """Service windows of a subscription within a billing period, split at amendments so
-each part of the period is rated on the terms then in force."""
+each part of the period is rated on the terms then in force, and the one step that
+rates a segment: billing runs and the running estimate both rate through it, so an
+estimate is what the invoice would bill."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
+from datetime import date, datetime
 
 import msgspec
 
-from canonical.model import Subscription
-from canonical.time import Period
+from canonical.model import Meter, RatedCharge, Subscription
+from canonical.time import Period, midnight
+from process_apis.billing.aggregation import MeterQuantity, UsageWindow
+from system_apis.billing.port import BillingPort, RatingRequest
 
-__all__ = ["Segment", "segments"]
+__all__ = ["Segment", "rate_segment", "segment_window", "segments"]
 
 
 class Segment(msgspec.Struct, frozen=True):
@@ -38,3 +43,35 @@ def segments(subscription: Subscription, period: Period) -> list[Segment]:
         cursor, plan_id = amendment.effective_from, amendment.plan_id
     out.append(Segment(cursor, end, plan_id))
     return out
+
+
+def segment_window(
+    customer_id: str, segment: Segment, until: datetime | None = None
+) -> UsageWindow:
+    """The customer's usage a segment rates: its days, cut at ``until`` if earlier."""
+    start, end = midnight(segment.start), midnight(segment.end)
+    if until is not None:
+        end = max(start, min(end, until))
+    return UsageWindow(customer_id, start, end)
+
+
+async def rate_segment(
+    billing: BillingPort,
+    period: Period,
+    segment: Segment,
+    meters: list[Meter],
+    quantities: Mapping[str, MeterQuantity],
+) -> list[RatedCharge]:
+    """The segment's charges on its plan, with the quantities measured in its window
+    (one per meter of ``meters``): flat fees prorated to its days and minimum
+    commitments trued up against them by the billing system."""
+    return await billing.rate(
+        RatingRequest(
+            plan_id=segment.plan_id,
+            period_start=period.first_day,
+            period_end=period.end.date(),
+            service_start=segment.start,
+            service_end=segment.end,
+            quantities={m.code: quantities[m.code].quantity for m in meters},
+        )
+    )

@@ -1,9 +1,9 @@
 """A running estimate of a period's charges: what its invoice would bill, before tax, if
 the period closed with the usage stored so far.
 
-Rated exactly as a billing run rates (``process_apis/billing/invoicing.py``): each
-subscription active in the period is split at amendments into service segments, each
-segment's meters are aggregated over its own window, and the quantities are rated
+Rated as a billing run rates, through the same step (``billing.segments.rate_segment``):
+each subscription active in the period is split at amendments into service segments,
+each segment's meters are aggregated over its own window, and the quantities are rated
 through the billing port with the period and the segment's service window, so flat
 fees are prorated and minimum commitments trued up as on the invoice.
 
@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import Meter, RatedCharge
 from canonical.money import total
-from canonical.time import midnight
 from process_apis.billing.aggregation import UsageWindow, aggregate_windows
+from process_apis.billing.segments import rate_segment, segment_window
 from process_apis.usage.terms import CustomerTerms
-from system_apis.billing.port import BillingPort, RatingRequest
+from system_apis.billing.port import BillingPort
 
 __all__ = ["ChargeEstimates", "EstimateTotal", "EstimatedCharge"]
 
@@ -58,10 +58,7 @@ class ChargeEstimates:
         for subscription, segment in terms.segments():
             plan = terms.plans[segment.plan_id]
             meters = terms.plan_meters(plan)
-            start = midnight(segment.start)
-            window = UsageWindow(
-                terms.customer_id, start, max(start, min(midnight(segment.end), end))
-            )
+            window = segment_window(terms.customer_id, segment, until=end)
             wanted[window].extend(meters)
             parts.append((subscription, segment, plan, meters, window))
         measured = {}
@@ -71,16 +68,7 @@ class ChargeEstimates:
         charges: list[EstimatedCharge] = []
         for subscription, segment, plan, meters, window in parts:
             quantities = measured.get(window, {})
-            rated = await self._billing.rate(
-                RatingRequest(
-                    plan_id=plan.id,
-                    period_start=period.first_day,
-                    period_end=period.end.date(),
-                    service_start=segment.start,
-                    service_end=segment.end,
-                    quantities={m.code: quantities[m.code].quantity for m in meters},
-                )
-            )
+            rated = await rate_segment(self._billing, period, segment, meters, quantities)
             for charge in rated:
                 found = quantities.get(charge.meter_code or "")
                 charges.append(
