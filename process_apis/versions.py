@@ -42,8 +42,7 @@ _WRITING = sa.literal_column(
 
 class Versions(msgspec.Struct, frozen=True):
     documents: int
-    # None when not asked for, or in flux (see the module docstring).
-    usage: int | None = None
+    usage: int | None = None  # None when not asked for
 
 
 class DataVersions:
@@ -52,17 +51,16 @@ class DataVersions:
 
     async def read(self, *, usage: bool = False) -> Versions:
         """The documents stamp, and with ``usage`` the usage stamp: one round trip."""
-        columns = [_DOCUMENTS]
+        columns = [_DOCUMENTS, _USAGE] if usage else [_DOCUMENTS]
         async with self._sessions() as session:
-            postgres = session.bind.dialect.name == "postgresql"
-            if usage:
-                columns.append(_USAGE)
-                if postgres:
-                    columns.append(_WRITING)
             row = (await session.execute(sa.select(*columns))).one()
-        documents = row[0] or 0
-        if not usage:
-            return Versions(documents)
-        if postgres and row[2]:
-            return Versions(documents, None)
-        return Versions(documents, row[1] or 0)
+        return Versions(row[0] or 0, (row[1] or 0) if usage else None)
+
+    async def usage_settled(self) -> bool:
+        """Whether no usage event can still appear below the highest visible seq: always
+        on SQLite (writers are serialised), on PostgreSQL when no other session is
+        writing ``usage_events`` right now."""
+        async with self._sessions() as session:
+            if session.bind.dialect.name != "postgresql":
+                return True
+            return not (await session.execute(sa.select(_WRITING))).scalar()

@@ -7,8 +7,9 @@
 A view is cached under a key made of everything it is computed from: its parameters,
 the version stamps of the data (``process_apis.versions``, read before the data) and
 the master data it uses. Changed data makes a new key, so no entry is ever invalidated
-and none is ever stale, in any process; entries age out by TTL and size. A ``None`` key
-(data in flux) computes the view without keeping it. See docs/adr/0014.
+and none is ever stale, in any process; entries age out by TTL and size. A view whose
+data may still change under its stamps (usage in flux: ``settled``) is computed without
+being kept. See docs/adr/0014.
 
 ``ViewCache`` keeps views in process memory, with Redis behind when configured;
 ``routes`` holds the HTTP side (only routes modules import the web framework)."""

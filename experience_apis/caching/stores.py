@@ -9,6 +9,7 @@ a miss (logged once per outage), and the view is computed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -31,12 +32,14 @@ REDIS_RETRY_SECONDS = 5.0
 
 
 class CacheStats(msgspec.Struct):
-    """Counters since start: views served from a tier, computed, and computed without
-    being kept (no key: the data was in flux)."""
+    """Counters since start: views served from a tier, computed, computed without being
+    kept (the data was in flux), and answered by another request's computation of the
+    same view in this process."""
 
     hits: int = 0
     misses: int = 0
     uncached: int = 0
+    joined: int = 0
 
 
 class RedisTier:
@@ -117,6 +120,8 @@ class ViewCache:
             else None
         )
         self._redis = redis
+        # Views being computed, by key: a concurrent miss of one waits for it (below).
+        self._building: dict[str, asyncio.Future[CachedView | None]] = {}
         self.stats = CacheStats()
 
     @classmethod
@@ -136,20 +141,59 @@ class ViewCache:
     def enabled(self) -> bool:
         return self._memory is not None or self._redis is not None
 
-    async def view(self, key: str | None, build: Callable[[], Awaitable[Any]]) -> CachedView:
-        """The view kept under ``key``, else ``build()`` rendered (and kept, unless
-        ``key`` is None: the inputs were in flux and no key names them)."""
-        if key is None:
-            self.stats.uncached += 1
-            return render(await build())
+    async def view(
+        self,
+        key: str,
+        build: Callable[[], Awaitable[Any]],
+        *,
+        settled: Callable[[], Awaitable[bool]] | None = None,
+    ) -> CachedView:
+        """The view kept under ``key``, else ``build()`` rendered and kept.
+
+        ``settled``, when given, is asked on a miss, before building: whether the data
+        under the key's stamps can no longer change (``DataVersions.usage_settled``); if
+        not, the view is computed and not kept. Asked only on a miss, it costs a hit
+        nothing.
+
+        Concurrent misses of one key in this process compute it once: the others wait
+        for that view (if it is kept; else, or if that computation fails, they compute
+        their own)."""
         found = await self._get(key)
         if found is not None:
             self.stats.hits += 1
             return found
+        pending = self._building.get(key)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                self.stats.joined += 1
+                return shared
+            return (await self._compute(key, build, settled))[0]
+        pending = self._building[key] = asyncio.get_running_loop().create_future()
+        shared = None
+        try:
+            view, kept = await self._compute(key, build, settled)
+            if kept:
+                shared = view
+            return view
+        finally:
+            del self._building[key]
+            pending.set_result(shared)
+
+    async def _compute(
+        self,
+        key: str,
+        build: Callable[[], Awaitable[Any]],
+        settled: Callable[[], Awaitable[bool]] | None,
+    ) -> tuple[CachedView, bool]:
+        """``build()`` rendered, and whether it was kept under ``key``."""
+        if settled is not None and not await settled():
+            self.stats.uncached += 1
+            return render(await build()), False
         self.stats.misses += 1
         view = render(await build())
         await self._put(key, view)
-        return view
+        return view, True
 
     async def _get(self, key: str) -> CachedView | None:
         if self._memory is not None:

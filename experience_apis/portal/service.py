@@ -9,8 +9,9 @@ Every answer follows the same steps:
 3. read the master data the view depends on (the customer, its terms), cheap lookups;
 4. answer the view kept under a key of all of the above, or compute and keep it.
 
-Document views key on the documents stamp, usage views on the usage stamp (none while
-usage is in flux: computed, not kept). See docs/adr/0014."""
+Document views key on the documents stamp, usage views on the usage stamp (kept only
+if usage was settled before their data was read: else computed, not kept). See
+docs/adr/0014."""
 
 from __future__ import annotations
 
@@ -104,12 +105,18 @@ class PortalService:
             raise _no_invoice(invoice_id) from None
 
     async def _view(
-        self, view: str, stamp: int | None, inputs: tuple, build: Callable[[], Awaitable[Any]]
+        self,
+        view: str,
+        stamp: int,
+        inputs: tuple,
+        build: Callable[[], Awaitable[Any]],
+        *,
+        usage: bool = False,
     ) -> CachedView:
-        """``build()``'s view, kept under ``view``, the data ``stamp`` and ``inputs``; with
-        no stamp (usage in flux) computed and not kept."""
-        key = None if stamp is None else cache_key(view, stamp, *inputs)
-        return await self._cache.view(key, build)
+        """``build()``'s view, kept under ``view``, the data ``stamp`` and ``inputs``; a
+        ``usage`` view only if usage is settled when it is built."""
+        settled = self._versions.usage_settled if usage else None
+        return await self._cache.view(cache_key(view, stamp, *inputs), build, settled=settled)
 
     # --- documents ----------------------------------------------------------------
 
@@ -189,7 +196,7 @@ class PortalService:
 
         # Documents too: a correction marks the late events its memo's lines bill.
         inputs = (versions.documents, invoice_id, line_id, limit, starting_after)
-        return await self._view("portal.line_events", versions.usage, inputs, build)
+        return await self._view("portal.line_events", versions.usage, inputs, build, usage=True)
 
     # --- usage ----------------------------------------------------------------------
 
@@ -215,7 +222,7 @@ class PortalService:
 
         # The open period's series grows by a day at midnight: today is an input.
         inputs = (terms, today if is_open else None)
-        return await self._view("portal.usage", versions.usage, inputs, build)
+        return await self._view("portal.usage", versions.usage, inputs, build, usage=True)
 
     async def estimate(
         self, customer_id: str, *, partner_id: str | None = None, as_of: datetime | None = None
@@ -230,7 +237,8 @@ class PortalService:
             charges, totals = await self._estimates.estimate(terms, as_of)
             return estimate_view(customer.id, terms.period, as_of or self._clock(), charges, totals)
 
-        return await self._view("portal.estimate", versions.usage, (terms, as_of), build)
+        inputs = (terms, as_of)
+        return await self._view("portal.estimate", versions.usage, inputs, build, usage=True)
 
 
 def _check_as_of(as_of: datetime | None, now: datetime) -> datetime | None:

@@ -3,6 +3,7 @@ in-process tier (hits, size bound, TTL, uncacheable keys)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from decimal import Decimal
 
@@ -87,18 +88,81 @@ async def test_a_view_is_built_once_per_key_and_rebuilt_for_a_new_key():
     assert (cache.stats.hits, cache.stats.misses, cache.stats.uncached) == (1, 2, 0)
 
 
-async def test_no_key_means_computed_every_time_and_never_kept():
+async def test_a_view_of_unsettled_data_is_computed_and_not_kept():
     cache = ViewCache(max_bytes=1_000_000, ttl=60)
-    calls = 0
+    calls, settled = 0, False
 
     async def build():
         nonlocal calls
         calls += 1
         return DOC
 
-    await cache.view(None, build)
-    await cache.view(None, build)
+    async def is_settled():
+        return settled
+
+    await cache.view("k", build, settled=is_settled)
+    await cache.view("k", build, settled=is_settled)
     assert calls == 2 and cache.stats.uncached == 2 and cache.stats.hits == 0
+    settled = True
+    await cache.view("k", build, settled=is_settled)
+    settled = False  # once kept, a hit does not ask again: the view holds its stamps' data
+    await cache.view("k", build, settled=is_settled)
+    assert calls == 3 and (cache.stats.misses, cache.stats.hits) == (1, 1)
+
+
+async def test_concurrent_misses_of_a_key_compute_it_once():
+    cache = ViewCache(max_bytes=1_000_000, ttl=60)
+    gate = asyncio.Event()
+    calls = 0
+
+    async def build():
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return Doc("inv_1", Decimal(calls), DOC.day)
+
+    waiting = [asyncio.create_task(cache.view("k", build)) for _ in range(5)]
+    await asyncio.sleep(0)
+    gate.set()
+    views = await asyncio.gather(*waiting)
+    assert calls == 1 and {v.body for v in views} == {views[0].body}
+    assert (cache.stats.misses, cache.stats.joined) == (1, 4)
+
+
+async def test_a_failed_or_unkept_computation_is_not_shared():
+    cache = ViewCache(max_bytes=1_000_000, ttl=60)
+    gate = asyncio.Event()
+    calls = 0
+
+    async def build():
+        nonlocal calls
+        calls += 1
+        first = calls == 1
+        await gate.wait()
+        if first:
+            raise RuntimeError("the first computation fails")
+        return DOC
+
+    first = asyncio.create_task(cache.view("k", build))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cache.view("k", build))
+    await asyncio.sleep(0)
+    gate.set()
+    with pytest.raises(RuntimeError):
+        await first
+    assert (await second).body == render(DOC).body  # computed its own
+    assert calls == 2 and cache.stats.joined == 0
+
+    async def unsettled():
+        return False
+
+    gate.clear()
+    calls = 1  # builds from here on succeed
+    waiting = [asyncio.create_task(cache.view("u", build, settled=unsettled)) for _ in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*waiting)
+    assert calls == 4 and cache.stats.uncached == 3 and cache.stats.joined == 0
 
 
 async def test_errors_are_not_cached():
