@@ -42,7 +42,10 @@ status when
 413    the operation has a request body (more bytes, or events, than the stated limits)
 415    the operation has a request body (a format it does not take)
 422    POST, PUT, PATCH, DELETE: a business rule refuses valid input
-       (``business_rule_violation``, ``idempotency_key_reused``, ``period_closed``...)
+       (``business_rule_violation``, ``idempotency_key_reused``, ``period_closed``...);
+       a read a rule can refuse states it with ``raises=[RefusedByRule]``
+429    every operation behind a rate-limit policy (``rate_limited``, with ``Retry-After``
+       and the ``RateLimit`` headers)
 500    every operation (``internal_error``; quote the correlation ID)
 502    every operation of a System, Process or Experience API: a wrapped system failed
        (``upstream_error``, ``system_unavailable``)
@@ -51,8 +54,7 @@ status when
 ====== ==================================================================================
 
 Not stated per operation: 405 (it answers a method the path does *not* define, so no
-operation can carry it; it is a problem too and carries ``Allow``) and 429 (no rate
-limiter is configured yet; add it here when one is).
+operation can carry it; it is a problem too and carries ``Allow``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from gateway.settings import Settings
 from process_apis.audit import AuditLog
 from process_apis.billing.runner import BillingRunner
 from process_apis.billing.runs import BillingRunService
-from process_apis.customers import CustomerDirectory
 from process_apis.exceptions.service import ExceptionService
 from process_apis.exceptions.workbench import ExceptionWorkbench
 from process_apis.idempotency import DatabaseIdempotencyStore, IdempotencyStore
@@ -258,6 +257,9 @@ def build_container(settings: Settings) -> Container:
     if faults.active:
         erp = FaultyErp(erp, faults)
     invoices = InvoiceStore(sessions)
+    documents = DocumentQueries(sessions, invoices)
+    # Who may see which customer and document: the portal and the Partner API alike.
+    tenancy = PartnerTenancy(crm, invoices, documents)
     view_cache = ViewCache.create(
         max_bytes=settings.experience_cache_bytes,
         ttl=settings.experience_cache_ttl_seconds,
@@ -374,9 +376,9 @@ def build_container(settings: Settings) -> Container:
         revenue=RevenueService(sessions),
         revenue_recognizer=recognizer,
         portal=PortalService(
-            customers=CustomerDirectory(crm),
+            tenancy=tenancy,
             invoices=invoices,
-            documents=DocumentQueries(sessions, invoices),
+            documents=documents,
             receivables=Receivables(sessions, invoices),
             lineage=LineageService(sessions, erp),
             terms=TermsReader(crm, billing),
@@ -386,7 +388,7 @@ def build_container(settings: Settings) -> Container:
             cache=view_cache,
         ),
         partner=PartnerService(
-            PartnerTenancy(crm, invoices),
+            tenancy,
             Receivables(sessions, invoices),
             MeteredUsage(sessions, crm, billing),
         ),

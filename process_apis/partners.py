@@ -2,7 +2,8 @@
 
 Every lookup takes the partner and answers a record of another tenant exactly as it
 answers an id that does not exist (same error, code and wording), so a partner cannot
-even learn that an id is taken."""
+even learn that an id is taken. The portal asks the same lookups with the partner of its
+caller's token, or none for a first-party portal app, which sees every customer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import date
 
 from canonical import errors
 from canonical.model import Customer, Invoice
+from process_apis.invoices.queries import DocumentQueries
 from process_apis.invoices.store import InvoiceStore
 from system_apis.crm.port import CrmPort
 
@@ -28,9 +30,10 @@ def _no_invoice(invoice_id: str) -> errors.NotFound:
 
 
 class PartnerTenancy:
-    def __init__(self, crm: CrmPort, invoices: InvoiceStore) -> None:
+    def __init__(self, crm: CrmPort, invoices: InvoiceStore, documents: DocumentQueries) -> None:
         self._crm = crm
         self._invoices = invoices
+        self._documents = documents
 
     async def customers(
         self, partner_id: str, *, limit: int, starting_after: str | None
@@ -40,28 +43,31 @@ class PartnerTenancy:
             limit=limit, starting_after=starting_after, partner_id=partner_id
         )
 
-    async def customer(self, partner_id: str, customer_id: str) -> Customer:
+    async def customer(self, partner_id: str | None, customer_id: str) -> Customer:
+        """The customer, if ``partner_id`` owns it (None: any customer)."""
         try:
             customer = await self._crm.get_customer(customer_id)
         except errors.NotFound:
             raise _no_customer(customer_id) from None
-        if customer.partner_id != partner_id:
+        if partner_id is not None and customer.partner_id != partner_id:
             raise _no_customer(customer_id)
         return customer
 
-    async def invoice(self, partner_id: str, invoice_id: str) -> tuple[Invoice, Customer]:
-        """An issued document of one of the partner's customers, with that customer."""
-        try:
-            invoice = await self._invoices.get(invoice_id)
-        except errors.NotFound:
-            raise _no_invoice(invoice_id) from None
-        if invoice.status not in ISSUED:
+    async def document_owner(self, partner_id: str | None, invoice_id: str) -> Customer:
+        """The customer of an issued document of the tenant (one indexed lookup, the
+        document itself is not read)."""
+        owner = await self._documents.owner(invoice_id)
+        if owner is None or owner.status not in ISSUED:
             raise _no_invoice(invoice_id)
         try:
-            customer = await self.customer(partner_id, invoice.customer_id)
+            return await self.customer(partner_id, owner.customer_id)
         except errors.NotFound:
             raise _no_invoice(invoice_id) from None
-        return invoice, customer
+
+    async def invoice(self, partner_id: str | None, invoice_id: str) -> tuple[Invoice, Customer]:
+        """An issued document of one of the tenant's customers, with that customer."""
+        customer = await self.document_owner(partner_id, invoice_id)
+        return await self._invoices.get(invoice_id), customer
 
     async def invoices(
         self,

@@ -1,6 +1,6 @@
 """Route helpers shared by every layer's ``routes`` modules: the cursor-pagination
 query parameters (``?limit=&starting_after=``), the billing-period pattern, paging of
-short in-memory lists and optional enumerated filters."""
+short in-memory lists, optional enumerated filters and the 422 a read can state."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
+from litestar.exceptions import HTTPException
 from litestar.params import Parameter
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
     "PERIOD_PATTERN",
     "Limit",
+    "RefusedByRule",
     "StartingAfter",
     "one_of",
     "page_in_memory",
@@ -38,6 +41,14 @@ StartingAfter = Annotated[
         required=False,
     ),
 ]
+
+
+class RefusedByRule(HTTPException):
+    """Named in ``raises=[...]`` by a read a business rule can refuse (a period that has
+    not started): the contract then documents its 422 problem. Never raised: the error
+    itself is the layer's ``BusinessRuleViolation``."""
+
+    status_code = HTTP_422_UNPROCESSABLE_ENTITY
 
 
 def page_in_memory(

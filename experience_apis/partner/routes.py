@@ -25,7 +25,7 @@ from experience_apis.partner.views import (
 )
 from experience_apis.routing import Caller
 from process_apis.partners import ISSUED
-from system_apis.routing import PERIOD_PATTERN, Limit, StartingAfter, one_of
+from system_apis.routing import PERIOD_PATTERN, Limit, RefusedByRule, StartingAfter, one_of
 
 __all__ = ["router"]
 
@@ -127,12 +127,13 @@ async def customer_invoices(
     "/customers/{customer_id:str}/usage",
     security=READ,
     summary="A customer's usage per meter in one billing period",
+    raises=[RefusedByRule],
     description=(
         "Per meter its plans charge in the period: `quantity` aggregates the customer's "
         "events of the whole period as billing does (so far, while `in_progress`), and "
         "`invoiced_quantity` what the period's documents bill for it (credit memos "
         "subtracting; null when none does). The current period unless `period` is "
-        "given." + TENANCY
+        "given; a period that has not started is refused (422 `period_not_started`)." + TENANCY
     ),
 )
 async def customer_usage(

@@ -29,6 +29,7 @@ from experience_apis.partner.views import (
 from process_apis.metered_usage import MeteredUsage
 from process_apis.partners import PartnerTenancy
 from process_apis.receivables import Receivables
+from process_apis.usage.terms import usage_period
 
 __all__ = ["PartnerService"]
 
@@ -102,6 +103,6 @@ class PartnerService:
     ) -> PartnerUsageSummary:
         customer = await self._tenancy.customer(_tenant(partner_id), customer_id)
         as_of = utcnow()
-        period = period or Period.containing(as_of)
+        period = usage_period(period, as_of)
         meters = await self._usage.period(customer.id, period)
         return usage_summary(customer.id, period, as_of, meters)

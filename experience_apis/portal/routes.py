@@ -25,7 +25,7 @@ from experience_apis.portal.views import (
     PortalInvoiceList,
 )
 from experience_apis.routing import Caller
-from system_apis.routing import PERIOD_PATTERN, Limit, StartingAfter, one_of
+from system_apis.routing import PERIOD_PATTERN, Limit, RefusedByRule, StartingAfter, one_of
 
 __all__ = ["router"]
 
@@ -76,6 +76,7 @@ async def customer_summary(
     "/customers/{customer_id:str}/usage",
     security=READ,
     summary="A customer's usage of a period per meter, with a daily series",
+    raises=[RefusedByRule],
     **CONDITIONAL,
 )
 async def customer_usage(
@@ -93,6 +94,7 @@ async def customer_usage(
     "/customers/{customer_id:str}/estimate",
     security=READ,
     summary="A running estimate of the open period's charges, before tax",
+    raises=[RefusedByRule],
     **CONDITIONAL,
 )
 async def charge_estimate(

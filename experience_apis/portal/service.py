@@ -33,14 +33,14 @@ from experience_apis.portal.views import (
     event_view,
     summary,
 )
-from process_apis.customers import CustomerDirectory
 from process_apis.invoices.queries import DocumentQueries
 from process_apis.invoices.store import InvoiceStore
 from process_apis.lineage.service import LineageService
+from process_apis.partners import PartnerTenancy
 from process_apis.receivables import Receivables
 from process_apis.usage.estimates import ChargeEstimates
 from process_apis.usage.summaries import UsageSummaries
-from process_apis.usage.terms import TermsReader
+from process_apis.usage.terms import TermsReader, usage_period
 from process_apis.versions import DataVersions
 
 __all__ = ["PortalService"]
@@ -49,15 +49,11 @@ __all__ = ["PortalService"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _no_invoice(invoice_id: str) -> errors.NotFound:
-    return errors.NotFound(f"invoice {invoice_id[:80]} not found")
-
-
 class PortalService:
     def __init__(
         self,
         *,
-        customers: CustomerDirectory,
+        tenancy: PartnerTenancy,
         invoices: InvoiceStore,
         documents: DocumentQueries,
         receivables: Receivables,
@@ -69,7 +65,7 @@ class PortalService:
         cache: ViewCache,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._customers = customers
+        self._tenancy = tenancy
         self._invoices = invoices
         self._documents = documents
         self._receivables = receivables
@@ -82,27 +78,14 @@ class PortalService:
         self._clock = clock
 
     async def _visible_customer(self, customer_id: str, partner_id: str | None) -> Customer:
-        """The customer, if the caller may see it. A partner asking for a customer of
-        another tenant gets the same 404 as for one that does not exist: it must not
-        even learn that the id is taken."""
-        customer = await self._customers.get(customer_id)  # 404 for an unknown customer
-        if partner_id is not None and customer.partner_id != partner_id:
-            # Word for word the CRM's answer for an unknown id (code included).
-            raise errors.NotFound(
-                f"customer {customer_id[:80]} not found", code="customer_not_found"
-            )
-        return customer
+        """The customer, if the caller may see it: a partner only its own, anything else
+        is the 404 of an unknown id."""
+        return await self._tenancy.customer(partner_id, customer_id)
 
     async def _visible_invoice(self, invoice_id: str, partner_id: str | None) -> Customer:
         """The customer of an issued document the caller may see; else the 404 of an
         unknown document, whatever the reason."""
-        owner = await self._documents.owner(invoice_id)
-        if owner is None or owner.status not in VISIBLE:
-            raise _no_invoice(invoice_id)
-        try:
-            return await self._visible_customer(owner.customer_id, partner_id)
-        except errors.NotFound:
-            raise _no_invoice(invoice_id) from None
+        return await self._tenancy.document_owner(partner_id, invoice_id)
 
     async def _view(
         self,
@@ -206,15 +189,9 @@ class PortalService:
         versions = await self._versions.read(usage=True)
         customer = await self._visible_customer(customer_id, partner_id)
         now = self._clock()
-        today, open_period = now.date(), Period.containing(now)
-        period = period or open_period
-        if (period.year, period.month) > (open_period.year, open_period.month):
-            raise errors.BusinessRuleViolation(
-                f"period {period} has not started (the open period is {open_period})",
-                code="period_not_started",
-            )
+        today, period = now.date(), usage_period(period, now)
         terms = await self._terms.read(customer.id, period)
-        is_open = period == open_period
+        is_open = period == Period.containing(now)
 
         async def build():
             series = await self._usage.period(terms, today)

@@ -8,15 +8,32 @@ changed plan or amendment is never answered from a view rated on the old one."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
+from canonical import errors
 from canonical.model import Meter, PricePlan, Subscription
 from canonical.time import Period
 from process_apis.billing.segments import Segment, segments
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
-__all__ = ["CustomerTerms", "TermsReader"]
+__all__ = ["CustomerTerms", "TermsReader", "usage_period"]
+
+
+def usage_period(requested: Period | None, now: datetime) -> Period:
+    """The period a usage read is about: the one asked for, else the open one. A period
+    that has not started has no usage to show: refused, not answered with zeros."""
+    open_period = Period.containing(now)
+    if requested is None:
+        return open_period
+    if requested.start > open_period.start:
+        raise errors.BusinessRuleViolation(
+            f"period {requested} has not started (the open period is {open_period})",
+            code="period_not_started",
+        )
+    return requested
 
 
 class CustomerTerms(msgspec.Struct, frozen=True, kw_only=True):

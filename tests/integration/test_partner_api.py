@@ -284,6 +284,12 @@ async def test_a_partner_reads_its_customers_balances_documents_and_usage(databa
         assert money(calls["invoiced_quantity"]) == 0  # billed: no calls
         (calls,) = (await get("/customers/cus_a2/usage"))["meters"]
         assert (money(calls["quantity"]), money(calls["invoiced_quantity"])) == (4, 0)
+        # A period that has not started has no usage to show: refused, as the portal does.
+        following = Period.containing(this.end)
+        refused = await client.get(
+            PARTNER + "/customers/cus_a1/usage", headers=alpha, params={"period": str(following)}
+        )
+        assert_problem(refused, 422, "period_not_started")
 
         # A meter no plan of the period charges, yet a document of the period bills (a
         # debit memo for 5 GB of storage), is listed too and measured like the others.
