@@ -14,14 +14,17 @@ Two implementations of the one definition:
   event type and block of customers, grouped by customer, through the (customer, type,
   time) index. A run costs a few hundred queries however many events there are, and its
   memory does not grow with them.
+- ``aggregate_days``: the same, for every UTC day of a span: one query per event type
+  and block of customers, grouped by customer and day, where a window per day would
+  cost a query per day.
 
 SQL reproduces the reference exactly for the values it reads exactly: JSON integers of
 up to 17 characters (summed in two 32-bit halves: SQLite's SUM overflows rather than
 widens), reals for ``max`` and ``latest`` (parsed by SQLite's JSON functions or
 ``float8``, which round as Python does), strings without escapes for ``unique_count``.
-Each query also counts, per customer, the values outside that set (strings that may hold
+Each query also counts, per group, the values outside that set (strings that may hold
 numbers, long integers, reals in a sum, nulls and objects in a distinct count); a
-customer's window with any is aggregated again by ``aggregate``.
+customer's window (or day) with any is aggregated again by ``aggregate``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import msgspec
@@ -39,12 +42,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from canonical.model import Meter
 from canonical.money import ZERO
 from canonical.persistence import UTCDateTime
+from canonical.time import midnight
 from process_apis.tables import usage_events
 
 __all__ = [
     "MeterQuantity",
     "UsageWindow",
     "aggregate",
+    "aggregate_days",
     "aggregate_windows",
     "billed_events",
     "quantity_of",
@@ -170,7 +175,8 @@ class _Dialect(msgspec.Struct, frozen=True):
     escaped: str
     int_value: str
     real_value: str
-    latest: str  # per customer, "<time> <x>" (or "<x>") of its latest event with a number
+    latest: str  # per group, "<time> <x>" (or "<x>") of its latest event with a number
+    day: str  # an event's UTC day, whatever the session's time zone
     customers: int  # per query
     setup: str | None = None  # run before the queries, in their transaction
 
@@ -194,6 +200,7 @@ _DIALECTS = {
         real_value="json_extract({x}, '$')",
         # Times are stored fixed-width, so the greatest text is the latest event's.
         latest="MAX(CASE WHEN {c} IN (1, 3) THEN timestamp || ' ' || {x} END)",
+        day="substr(timestamp, 1, 10)",  # stored as UTC text, YYYY-MM-DD HH:MM:SS.ffffff
         customers=500,
     ),
     # Larger blocks: the planner reads the table in one parallel scan per query. JIT
@@ -209,6 +216,8 @@ _DIALECTS = {
         int_value="CAST({x} AS BIGINT)",
         real_value="CAST({x} AS FLOAT8)",
         latest="(array_agg({x} ORDER BY timestamp DESC) FILTER (WHERE {c} IN (1, 3)))[1]",
+        # A date, not text: a date's text follows the session's DateStyle.
+        day="CAST(timestamp AT TIME ZONE 'UTC' AS DATE)",
         customers=2000,
         setup="SET LOCAL jit = off",
     ),
@@ -258,14 +267,20 @@ _WIDTHS = {"count": 0} | {aggregation: len(c) for aggregation, c in _COLUMNS.ite
 
 
 @functools.lru_cache(maxsize=64)
-def _grouped_sql(dialect: str, specs: tuple[tuple[str, str], ...]) -> tuple[str, list[str]]:
-    """The query grouping one event type's events in a window by customer, for meters
-    ``specs`` ((field, aggregation) each), and the fields its ``:p<k>`` name. Each
-    event's properties are looked up and classified once, in nested subqueries."""
+def _grouped_sql(
+    dialect: str, specs: tuple[tuple[str, str], ...], by_day: bool = False
+) -> tuple[str, list[str]]:
+    """The query grouping one event type's events in a window by customer (and by UTC
+    day, its second column, when ``by_day``), for meters ``specs`` ((field, aggregation)
+    each), and the fields its ``:p<k>`` name. Each event's properties are looked up and
+    classified once, in nested subqueries."""
     d = _DIALECTS[dialect]
+    keys, group = ("customer_id", f"{d.day} AS day"), "1, 2"
+    keys, group = (keys, group) if by_day else (keys[:1], "1")
     fields = sorted({field for field, aggregation in specs if aggregation != "count"})
     if not fields:  # counts only: answered from the index alone
-        return f"SELECT customer_id, COUNT(*) FROM usage_events WHERE {_WHERE} GROUP BY 1", []
+        head = ", ".join([*keys, "COUNT(*)"])
+        return f"SELECT {head} FROM usage_events WHERE {_WHERE} GROUP BY {group}", []
     ks = range(len(fields))
     rows = ", ".join(f"{d.value.format(k=k)} AS x{k}" for k in ks)
     rows = f"SELECT customer_id, timestamp, {rows} FROM usage_events WHERE {d.source}"
@@ -280,8 +295,8 @@ def _grouped_sql(dialect: str, specs: tuple[tuple[str, str], ...]) -> tuple[str,
             names = {"x": f"x{k}", "c": f"c{k}", "i": f"i{k}", "r": f"r{k}"}
             latest = d.latest.format(**names)
             columns += [c.format(latest=latest, **names) for c in _COLUMNS[aggregation]]
-    head = ", ".join(["customer_id", "COUNT(*)", *columns])
-    return f"SELECT {head} FROM ({rows} {d.barrier}) AS e GROUP BY customer_id", fields
+    head = ", ".join([*keys, "COUNT(*)", *columns])
+    return f"SELECT {head} FROM ({rows} {d.barrier}) AS e GROUP BY {group}", fields
 
 
 def _statement(sql: str) -> sa.TextClause:
@@ -316,24 +331,51 @@ def _result(aggregation: str, count: int, values: tuple) -> Decimal | None:
 _Found = dict[tuple[str, str], tuple[int, dict[str, Decimal | None]]]
 
 
+class _Group(msgspec.Struct, frozen=True):
+    """One row of a grouped query: a customer's events (of one day, when by day)."""
+
+    customer_id: str
+    day: date | None
+    count: int
+    quantities: dict[str, Decimal | None]  # per meter; None when not exact
+
+
 async def _grouped(
-    session: AsyncSession, event_type: str, meters: list[Meter], customers: list[str], span
-) -> _Found:
+    session: AsyncSession,
+    event_type: str,
+    meters: list[Meter],
+    customers: list[str],
+    span: tuple[datetime, datetime],
+    by_day: bool = False,
+) -> list[_Group]:
     dialect = session.bind.dialect.name
-    sql, fields = _grouped_sql(dialect, tuple((m.field or "", m.aggregation) for m in meters))
+    specs = tuple((m.field or "", m.aggregation) for m in meters)
+    sql, fields = _grouped_sql(dialect, specs, by_day)
     params = {"customers": customers, "event_type": event_type, "start": span[0], "end": span[1]}
     for k, field in enumerate(fields):
         # A key, not a path: a field "a.b" is the top-level key "a.b", as in Python.
         params[f"p{k}"] = f'$."{field}"' if dialect == "sqlite" else field
-    found: _Found = {}
+    groups = []
+    keys = 2 if by_day else 1
     for row in await session.execute(_statement(sql), params):
-        quantities, at = {}, 2
+        count, quantities, at = row[keys], {}, keys + 1
         for meter in meters:
             width = _WIDTHS[meter.aggregation]
-            quantities[meter.code] = _result(meter.aggregation, row[1], tuple(row[at : at + width]))
+            quantities[meter.code] = _result(meter.aggregation, count, tuple(row[at : at + width]))
             at += width
-        found[row[0], event_type] = (row[1], quantities)
-    return found
+        day = None
+        if by_day:  # a date on PostgreSQL, its ISO text on SQLite
+            day = row[1] if isinstance(row[1], date) else date.fromisoformat(row[1])
+        groups.append(_Group(row[0], day, count, quantities))
+    return groups
+
+
+def _by_type(meters: Iterable[Meter]) -> dict[str, list[Meter]]:
+    """Meters per event type, each type's by code: one query text per set of meters."""
+    by_type: dict[str, list[Meter]] = defaultdict(list)
+    for meter in sorted({m.code: m for m in meters}.values(), key=lambda m: m.code):
+        by_type[meter.event_type].append(meter)
+    return by_type
 
 
 async def aggregate_windows(
@@ -357,11 +399,46 @@ async def aggregate_windows(
         ordered = sorted(customers)
         for i in range(0, len(ordered), d.customers):
             block = ordered[i : i + d.customers]
-            found[start, end] |= await _grouped(session, event_type, meters, block, (start, end))
+            for g in await _grouped(session, event_type, meters, block, (start, end)):
+                found[start, end][g.customer_id, event_type] = (g.count, g.quantities)
     return {
         window: await _window(session, window, meters, found[window.start, window.end])
         for window, meters in windows.items()
     }
+
+
+async def aggregate_days(
+    session: AsyncSession,
+    customers: Iterable[str],
+    meters: Iterable[Meter],
+    start: date,
+    end: date,
+) -> dict[UsageWindow, dict[str, MeterQuantity]]:
+    """For each customer and each UTC day in [start, end), the day's window (midnight to
+    midnight) and each meter's quantity in it, as ``aggregate`` gives it: per event
+    type, one query groups the whole span by customer and day. A day's ``max``,
+    ``unique_count`` and ``latest`` are that day's alone; over several days they do not
+    combine into the span's, which takes a window of its own (``aggregate_windows``)."""
+    meters, ordered = list(meters), sorted(set(customers))
+    if end <= start or not ordered:
+        return {}
+    d = _DIALECTS[session.bind.dialect.name]
+    if d.setup:
+        await session.execute(sa.text(d.setup))
+    span = (midnight(start), midnight(end))
+    found: dict[date, _Found] = defaultdict(dict)
+    for event_type, type_meters in _by_type(meters).items():
+        for i in range(0, len(ordered), d.customers):
+            block = ordered[i : i + d.customers]
+            for g in await _grouped(session, event_type, type_meters, block, span, by_day=True):
+                found[g.day][g.customer_id, event_type] = (g.count, g.quantities)
+    days = [start + timedelta(days=n) for n in range((end - start).days)]
+    out: dict[UsageWindow, dict[str, MeterQuantity]] = {}
+    for customer in ordered:
+        for day in days:
+            window = UsageWindow(customer, midnight(day), midnight(day + timedelta(days=1)))
+            out[window] = await _window(session, window, meters, found.get(day, {}))
+    return out
 
 
 async def _window(

@@ -3,10 +3,12 @@
 Every meter the customer's plans charge in the period is measured over every stored
 event of the customer in the whole calendar period, as billing aggregates
 (``aggregate_windows``: the same exact semantics per aggregation). The daily series
-applies the meter's aggregation to each UTC day on its own: for ``sum`` and ``count``
-the days add up to the period, for ``max``, ``unique_count`` and ``latest`` they do
-not (the largest value of a day, the distinct values seen that day, the day's last
-value). For the open period the series stops at ``through``."""
+applies the meter's aggregation to each UTC day on its own (``aggregate_days``: one
+query per event type for all the days): for ``sum`` and ``count`` the days add up to
+the period, for ``max``, ``unique_count`` and ``latest`` they do not (the largest value
+of a day, the distinct values seen that day, the day's last value), so the period's
+quantity is measured over its own window. For the open period the series stops at
+``through``."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import Meter
 from canonical.time import midnight
-from process_apis.billing.aggregation import UsageWindow, aggregate_windows
+from process_apis.billing.aggregation import UsageWindow, aggregate_days, aggregate_windows
 from process_apis.usage.terms import CustomerTerms
 
 __all__ = ["DayUsage", "MeterUsageSeries", "UsageSummaries"]
@@ -55,18 +57,19 @@ class UsageSummaries:
         ]
         customer = terms.customer_id
         whole = UsageWindow(customer, period.start, period.end)
-        windows = {whole: meters}
+        async with self._sessions() as session:
+            total = (await aggregate_windows(session, {whole: meters}))[whole]
+            measured = await aggregate_days(
+                session, [customer], meters, period.first_day, last + timedelta(days=1)
+            )
         day_windows = [
             UsageWindow(customer, midnight(d), midnight(d + timedelta(days=1))) for d in days
         ]
-        windows.update((w, meters) for w in day_windows)
-        async with self._sessions() as session:
-            measured = await aggregate_windows(session, windows)
         return [
             MeterUsageSeries(
                 meter=meter,
-                quantity=measured[whole][meter.code].quantity,
-                event_count=measured[whole][meter.code].event_count,
+                quantity=total[meter.code].quantity,
+                event_count=total[meter.code].event_count,
                 daily=[
                     DayUsage(
                         day,
