@@ -35,6 +35,8 @@ from process_apis.invoices.store import InvoiceStore
 from process_apis.lineage.service import LineageService
 from process_apis.metered_usage import MeteredUsage
 from process_apis.partners import PartnerTenancy
+from process_apis.period_figures import PeriodFigures
+from process_apis.posting.backlog import PostingBacklog
 from process_apis.posting.outbox import OutboxWorker, PostingPolicy
 from process_apis.posting.payments import PaymentSync
 from process_apis.posting.service import PostingService
@@ -404,10 +406,11 @@ def build_container(settings: Settings) -> Container:
         view_cache=view_cache,
     )
     container.finance = FinanceService(
-        sessions,
         exceptions,
         container.workbench,
         container.reconciliation,
         container.lineage,
+        PeriodFigures(sessions),
+        PostingBacklog(sessions),
     )
     return container

@@ -1,5 +1,6 @@
 """Tables owned by the process layer: usage events, idempotency keys, billing runs,
-invoices and their lines, the ERP posting outbox and exceptions."""
+invoices and their lines, the ERP posting outbox, exceptions and the latest
+reconciliation of each period."""
 
 from sqlalchemy import (
     Column,
@@ -226,4 +227,17 @@ exceptions = Table(
     Column("resolved_by", String(128)),
     Column("resolution", String(1000)),
     UniqueConstraint("kind", "subject", name="uq_exceptions_kind_subject"),
+)
+
+# The latest reconciliation of each period, the report as it was made: readers (the
+# finance overview and page) show it without reconciling again, which would call the ERP
+# and count another occurrence of every standing variance.
+reconciliation_reports = Table(
+    "reconciliation_reports",
+    metadata,
+    Column("period", String(7), primary_key=True),  # YYYY-MM
+    Column("status", String(16), nullable=False),  # balanced | variances
+    Column("generated_at", UTCDateTime, nullable=False),
+    Column("report", JSONDoc, nullable=False),  # the ReconciliationReport
+    Column("correlation_id", String(128)),  # the request that reconciled
 )

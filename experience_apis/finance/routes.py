@@ -12,7 +12,6 @@ from litestar.params import Parameter
 from canonical.access import requires
 from canonical.model import Base
 from canonical.time import Period
-from experience_apis.finance.backlog import BACKLOG_STATUSES
 from experience_apis.finance.service import FinanceService
 from experience_apis.finance.trace import FinanceTrace
 from experience_apis.finance.views import (
@@ -21,6 +20,7 @@ from experience_apis.finance.views import (
     FinanceExceptionList,
     PeriodOverview,
 )
+from process_apis.posting.backlog import BACKLOG_STATUSES
 from process_apis.routing import (
     Idempotency,
     RequiredIdempotencyKey,
@@ -60,9 +60,12 @@ class ResolveRequest(Base):
     summary="A billing period at a glance: usage, invoiced, posted, held, exceptions, "
     "reconciliation",
     description=(
-        "Figures per currency. The reconciliation is made as the period stands now (as "
-        "the process reconciliation API does): its variances are raised as "
-        "`reconciliation_variance` exceptions, so repeating the call is safe."
+        "Figures per currency, as the period stands now. The reconciliation is the "
+        "period's latest, as it was made at its `generated_at` (by the process "
+        "reconciliation API, `meterline reconcile` or the finance page): reading the "
+        "overview does not reconcile, so it neither calls the ERP nor counts occurrences "
+        "of `reconciliation_variance` exceptions. A period never reconciled shows "
+        "`not_reconciled`."
     ),
 )
 async def period_overview(finance: FinanceService, period: PeriodPath) -> PeriodOverview:

@@ -1,14 +1,13 @@
 """Finance queries and actions, answered through the process layer: its exception
-workbench, reconciliation and lineage services, and the records it keeps."""
+workbench, reconciliation and lineage services, the figures it counts and its posting
+backlog."""
 
 from __future__ import annotations
-
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import ExceptionRecord
 from canonical.time import Period, utcnow
 from experience_apis.finance import figures
-from experience_apis.finance.backlog import PostingBacklog
+from experience_apis.finance.backlog import backlog_item
 from experience_apis.finance.trace import FinanceTrace, finance_trace
 from experience_apis.finance.views import (
     Backlog,
@@ -16,11 +15,12 @@ from experience_apis.finance.views import (
     FinanceExceptionList,
     HeldSummary,
     PeriodOverview,
-    ReconciliationStatus,
 )
 from process_apis.exceptions.service import ExceptionService
 from process_apis.exceptions.workbench import RETRYABLE, ExceptionWorkbench
 from process_apis.lineage.service import LineageService
+from process_apis.period_figures import PeriodFigures
+from process_apis.posting.backlog import PostingBacklog
 from process_apis.reconciliation import ReconciliationReport, ReconciliationService
 
 __all__ = ["FinanceService", "finance_exception"]
@@ -50,58 +50,54 @@ def finance_exception(record: ExceptionRecord) -> FinanceException:
 class FinanceService:
     def __init__(
         self,
-        sessions: async_sessionmaker,
         exceptions: ExceptionService,
         workbench: ExceptionWorkbench,
         reconciliation: ReconciliationService,
         lineage: LineageService,
+        figures: PeriodFigures,
+        backlog: PostingBacklog,
     ) -> None:
-        self._sessions = sessions
         self._exceptions = exceptions
         self._workbench = workbench
         self._reconciliation = reconciliation
         self._lineage = lineage
-        self._backlog = PostingBacklog(sessions)
+        self._figures = figures
+        self._backlog = backlog
 
     async def reconcile(self, period: Period) -> ReconciliationReport:
-        """The period reconciled now (variances are raised as exceptions by the process
-        layer, and those gone are closed: safe to repeat)."""
+        """Reconcile the period now (the ERP is called; variances are raised as
+        exceptions, a standing one counting another occurrence): only when asked."""
         return await self._reconciliation.reconcile(period)
 
-    async def overview(
-        self, period: Period, report: ReconciliationReport | None = None
+    async def latest_reconciliation(self, period: Period) -> ReconciliationReport | None:
+        """The period's latest reconciliation as it was made; None if never made."""
+        return await self._reconciliation.latest(period)
+
+    async def overview(self, period: Period) -> PeriodOverview:
+        """The period at a glance, with its latest reconciliation (none is made)."""
+        return await self.overview_with(period, await self.latest_reconciliation(period))
+
+    async def overview_with(
+        self, period: Period, report: ReconciliationReport | None
     ) -> PeriodOverview:
-        """The period at a glance; ``report``: its reconciliation, if already made."""
+        """The period at a glance, with ``report`` as its reconciliation (None: not
+        reconciled yet)."""
         generated_at = utcnow()
-        report = report or await self.reconcile(period)
-        async with self._sessions() as session:
-            usage = await figures.usage(session, period)
-            invoiced = await figures.invoiced(session, period)
-            posting, posted_daily = await figures.posting(session, period)
-            held = await figures.billing_held(session, period)
-            exceptions = await figures.open_exceptions(session)
-        summary = report.summary
+        tallies = await self._figures.of(period)
         return PeriodOverview(
             object="finance_period_overview",
             period=str(period),
             generated_at=generated_at,
-            usage=usage,
-            invoiced=invoiced,
-            posting=posting,
-            posted_daily=posted_daily,
+            usage=figures.usage(period, tallies.events),
+            invoiced=figures.invoiced(tallies.documents),
+            posting=figures.posting(tallies.outbox),
+            posted_daily=figures.posted_daily(tallies.posted),
             held=HeldSummary(
-                billing_held=held, uninvoiced_subscriptions=summary.uninvoiced_subscriptions
+                billing_held=tallies.billing_held,
+                uninvoiced_subscriptions=report.summary.uninvoiced_subscriptions if report else 0,
             ),
-            exceptions=exceptions,
-            reconciliation=ReconciliationStatus(
-                status=report.status,
-                generated_at=report.generated_at,
-                documents=summary.documents,
-                reconciled_documents=summary.reconciled_documents,
-                pending_documents=summary.pending_documents,
-                failed_documents=summary.failed_documents,
-                variances=report.variances,
-            ),
+            exceptions=figures.open_exceptions(tallies.open_exceptions),
+            reconciliation=figures.reconciliation(report),
         )
 
     async def exceptions(
@@ -130,10 +126,11 @@ class FinanceService:
     async def backlog(
         self, *, status: str | None = None, limit: int = 50, starting_after: str | None = None
     ) -> Backlog:
-        items, has_more = await self._backlog.list(
+        entries, has_more = await self._backlog.list(
             status=status, limit=limit, starting_after=starting_after
         )
-        return Backlog(data=items, has_more=has_more)
+        now = utcnow()
+        return Backlog(data=[backlog_item(e, now) for e in entries], has_more=has_more)
 
     async def trace(self, correlation_id: str) -> FinanceTrace:
         return finance_trace(await self._lineage.trace(correlation_id))

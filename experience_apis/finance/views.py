@@ -95,7 +95,8 @@ class PostedDay(Base):
 class HeldSummary(Base):
     # Subscriptions whose billing for the period is held by an open ``billing_failed``.
     billing_held: int
-    # Subscriptions active in the period without an invoice for it (held or not billed yet).
+    # Subscriptions active in the period without an invoice for it (held or not billed
+    # yet), as the latest reconciliation found them (0 before the first).
     uninvoiced_subscriptions: int
 
 
@@ -112,10 +113,13 @@ class ExceptionsSummary(Base):
 
 
 class ReconciliationStatus(Base):
-    """The period reconciled as it stands now (see the process reconciliation API)."""
+    """The period's latest reconciliation, as it was made at `generated_at` (by the
+    process reconciliation API, `meterline reconcile` or the finance page's "Reconcile
+    now"): showing it does not reconcile again. `not_reconciled` (no time, no documents,
+    no variances) until the period is reconciled once."""
 
-    status: Literal["balanced", "variances"]
-    generated_at: datetime
+    status: Literal["balanced", "variances", "not_reconciled"]
+    generated_at: datetime | None
     documents: int
     reconciled_documents: int
     pending_documents: int

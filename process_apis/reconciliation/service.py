@@ -7,8 +7,11 @@ subject: ``<period>:<customer>:<meter>``, ``<period>:<document id>`` or
 ``<period>:ledger:<legal entity>:<currency>``), so finance sees it in
 ``/process/exceptions/v1`` with the figures; an open one of the period that the next
 reconciliation no longer finds is closed. Reconciling is therefore safe to repeat (a
-variance still there counts one more occurrence) and its report is always the state of
-now, not a stored snapshot."""
+variance still there counts one more occurrence), and its report is the state of now.
+
+The report is also kept as the period's latest (``latest``): what readers show until the
+period is reconciled again, so that looking at a period neither calls the ERP nor counts
+occurrences."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from process_apis.reconciliation.report import (
     ReconciliationSummary,
     ReconciliationVariance,
 )
+from process_apis.reconciliation.store import ReportStore
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
@@ -41,10 +45,11 @@ class ReconciliationService:
         self._quantities = QuantityCheck(sessions, crm, billing)
         self._documents = DocumentCheck(sessions, erp)
         self._exceptions = ExceptionService(sessions)
+        self._reports = ReportStore(sessions)
 
     async def reconcile(self, period: Period) -> ReconciliationReport:
         """Reconcile ``period`` now, raise its variances as exceptions and close those
-        that are gone; returns the report."""
+        that are gone; returns the report, kept as the period's latest."""
         generated_at = utcnow()
         quantities = await self._quantities.run(period)
         documents = await self._documents.run(period)
@@ -53,7 +58,7 @@ class ReconciliationService:
         )
         await self._record(period, variances)
         statuses = [row.status for row in documents.rows]
-        return ReconciliationReport(
+        report = ReconciliationReport(
             object="reconciliation",
             period=str(period),
             status="variances" if variances else "balanced",
@@ -73,6 +78,13 @@ class ReconciliationService:
             uninvoiced=quantities.uninvoiced,
             variances=variances,
         )
+        await self._reports.keep(report)
+        return report
+
+    async def latest(self, period: Period) -> ReconciliationReport | None:
+        """The period's latest report, as it was made (nothing is reconciled); None
+        when the period was never reconciled."""
+        return await self._reports.latest(period)
 
     async def _record(self, period: Period, variances: list[ReconciliationVariance]) -> None:
         found = [

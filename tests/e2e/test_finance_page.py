@@ -142,7 +142,18 @@ async def test_sign_in_see_an_exception_retry_it_and_see_it_resolved(served):
         figure = await page.inner_text("[data-figure=usage-events]")
         assert int(figure.replace(",", "")) == world.events
         assert await page.locator("svg.chart rect.bar").count() >= 28
+        # Looking reconciles nothing; "Reconcile now" does, and the page shows when.
+        assert await page.inner_text("[data-figure=reconciliation]") == "not reconciled"
+        await page.click("button:has-text('Reconcile now')")
+        notice = page.locator("#notice")
+        await notice.wait_for()
+        assert f"Period {world.period} reconciled at" in await notice.inner_text()
         assert await page.inner_text("[data-figure=reconciliation]") == "balanced"
+        made = await page.inner_text("[data-figure=reconciled-at]")
+        assert made.startswith("Reconciled at")
+        # Shown again as it was made, not made again.
+        await page.goto("/finance")
+        assert await page.inner_text("[data-figure=reconciled-at]") == made
 
         # The session cookie: HttpOnly, SameSite=Strict, only for the page's paths.
         [cookie] = [
@@ -226,6 +237,7 @@ async def test_a_read_only_finance_client_sees_the_page_but_no_actions(served):
         assert "read only" in await page.inner_text("header")
         assert await page.locator("#exceptions tr", has_text="cus_late").count() == 1
         assert await page.locator("#exceptions table button").count() == 0
+        assert await page.locator("button:has-text('Reconcile now')").count() == 0
         # Posting the action anyway is refused for want of finance:write.
         csrf = await page.locator("header input[name=csrf_token]").get_attribute("value")
         row_id = await page.locator("#exceptions tr", has_text="cus_late").get_attribute("id")

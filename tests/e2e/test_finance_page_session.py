@@ -53,6 +53,7 @@ async def test_no_page_route_is_reachable_without_a_session(sqlite_url):
             "/finance/sign-out",
             "/finance/exceptions/exc_none/retry",
             "/finance/exceptions/exc_none/resolve",
+            "/finance/reconcile",
         }
         desk = await client.container.clients.create("desk", ["finance:read", "finance:write"])
         api_token = await issue_token(client, desk.client_id, desk.client_secret)

@@ -30,6 +30,16 @@ def cents(x: Decimal) -> Decimal:
 
 # Events of last month are accepted (the default limit is 35 days old).
 RECENT = {"event_max_age_days": 100, "worker_in_process": False}
+# What the overview says of a period no one reconciled yet.
+NOT_RECONCILED = {
+    "status": "not_reconciled",
+    "generated_at": None,
+    "documents": 0,
+    "reconciled_documents": 0,
+    "pending_documents": 0,
+    "failed_documents": 0,
+    "variances": [],
+}
 
 
 def last_month() -> Period:
@@ -56,6 +66,10 @@ def call(n: int, customer_id: str, at: str, source: str = "fin") -> dict:
         "customer_id": customer_id,
         "timestamp": at,
     }
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def day_of(at: str) -> str:
@@ -86,6 +100,8 @@ async def test_period_overview_figures_match_what_was_sent_and_billed(database_u
         # reconciliation shows the difference.
         late = call(99, "cus_de", moment(period, 28))
         assert (await client.post("/process/usage/v1/events", json=[late])).status_code == 200
+        reconciled = await client.get(f"/process/reconciliation/v1/periods/{period}")
+        assert reconciled.status_code == 200, reconciled.text
 
         response = await client.get(f"{API}/periods/{period}/overview")
         assert response.status_code == 200, response.text
@@ -129,7 +145,7 @@ async def test_period_overview_figures_match_what_was_sent_and_billed(database_u
         {"date": today, "currency": "EUR", "documents": 2, "total": str(total)}
     ]
     assert body["held"] == {"billing_held": 1, "uninvoiced_subscriptions": 1}
-    # The overview's own reconciliation raised the variance the late call makes.
+    # The reconciliation raised the variance the late call makes.
     assert body["exceptions"]["open"] == 3
     assert {k["kind"]: k["open"] for k in body["exceptions"]["by_kind"]} == {
         "billing_failed": 1,
@@ -138,6 +154,7 @@ async def test_period_overview_figures_match_what_was_sent_and_billed(database_u
     }
     reconciliation = body["reconciliation"]
     assert reconciliation["status"] == "variances"
+    assert reconciliation["generated_at"] == reconciled.json()["generated_at"]
     assert (reconciliation["documents"], reconciliation["reconciled_documents"]) == (2, 2)
     [variance] = reconciliation["variances"]
     assert variance["kind"] == "quantity_mismatch"
@@ -184,13 +201,72 @@ async def test_usage_is_counted_per_event_type_and_day(database_url):
     }
 
 
-async def test_a_quiet_period_is_all_zeros_and_balanced(database_url):
+async def test_a_quiet_period_is_all_zeros_and_balanced_once_reconciled(database_url):
     async with gateway_client(database_url) as client:
         body = (await client.get(f"{API}/periods/2001-02/overview")).json()
         assert body["usage"]["events"] == 0 and len(body["usage"]["daily"]) == 28
         assert body["invoiced"] == body["posting"] == body["posted_daily"] == []
+        assert body["reconciliation"] == NOT_RECONCILED
+        await client.get("/process/reconciliation/v1/periods/2001-02")
+        body = (await client.get(f"{API}/periods/2001-02/overview")).json()
         assert body["reconciliation"]["status"] == "balanced"
+        assert body["reconciliation"]["generated_at"] is not None
         assert_problem(await client.get(f"{API}/periods/2001-13/overview"), 400)
+
+
+async def variance_occurrences(client, subject: str) -> int:
+    found = await client.get(f"{API}/exceptions", params={"kind": "reconciliation_variance"})
+    return next(e["occurrences"] for e in found.json()["data"] if e["subject"] == subject)
+
+
+async def test_looking_at_a_period_neither_reconciles_it_nor_calls_the_erp(database_url):
+    """The overview shows the latest reconciliation, made when asked: reading it twice
+    leaves a standing variance's occurrences as they were and spends no ERP call."""
+    period = last_month()
+    # A quota the test never reaches: the reference ERP behind the fault injector,
+    # which counts every call.
+    faults = "quota_per_second=1000"
+    async with gateway_client(database_url, erp_faults=faults, **RECENT) as client:
+        c = client.container
+        await seed(c, USAGE_PLAN)
+        sent = [call(n, "cus_de", moment(period, 2)) for n in range(3)]
+        await client.post("/process/usage/v1/events", json=sent)
+        await c.billing_runs.run(period)
+        await c.outbox.drain()
+        late = call(99, "cus_de", moment(period, 28))
+        assert (await client.post("/process/usage/v1/events", json=[late])).status_code == 200
+
+        calls = c.erp.stats["calls"]
+        before = (await client.get(f"{API}/periods/{period}/overview")).json()
+        assert before["reconciliation"] == NOT_RECONCILED
+        assert before["held"]["uninvoiced_subscriptions"] == 0
+        assert "reconciliation_variance" not in {k["kind"] for k in before["exceptions"]["by_kind"]}
+        assert c.erp.stats["calls"] == calls
+
+        first = (await client.get(f"/process/reconciliation/v1/periods/{period}")).json()
+        assert c.erp.stats["calls"] > calls
+        subject = f"{period}:cus_de:calls"
+        assert [v["subject"] for v in first["variances"]] == [subject]
+        assert await variance_occurrences(client, subject) == 1
+
+        calls = c.erp.stats["calls"]
+        for _ in range(2):
+            shown = (await client.get(f"{API}/periods/{period}/overview")).json()
+            reconciliation = shown["reconciliation"]
+            assert reconciliation["status"] == "variances"
+            assert reconciliation["generated_at"] == first["generated_at"]
+            assert reconciliation["variances"] == first["variances"]
+            assert shown["exceptions"]["open"] == 1
+        assert c.erp.stats["calls"] == calls
+        assert await variance_occurrences(client, subject) == 1
+
+        # Reconciling again, when asked, counts the standing variance once more; the
+        # overview then shows that reconciliation and its time.
+        again = (await client.get(f"/process/reconciliation/v1/periods/{period}")).json()
+        assert instant(again["generated_at"]) > instant(first["generated_at"])
+        assert await variance_occurrences(client, subject) == 2
+        shown = (await client.get(f"{API}/periods/{period}/overview")).json()
+        assert shown["reconciliation"]["generated_at"] == again["generated_at"]
 
 
 async def test_failed_postings_wait_in_the_backlog_until_retried(database_url):

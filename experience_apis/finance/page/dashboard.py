@@ -1,5 +1,6 @@
 """What the operations page shows for a period, gathered from the finance service in one
-place: the overview, its charts, the variance table, the exceptions and the backlog."""
+place: the overview, its charts, the variance table of its latest reconciliation, the
+exceptions and the backlog. Gathering it reconciles nothing."""
 
 from __future__ import annotations
 
@@ -93,8 +94,8 @@ async def dashboard(
     highlighted: str | None,
 ) -> dict[str, Any]:
     """The template context of the page for ``period`` (exceptions filtered as asked)."""
-    report = await finance.reconcile(period)
-    overview = await finance.overview(period, report)
+    report = await finance.latest_reconciliation(period)
+    overview = await finance.overview_with(period, report)
     exceptions = await finance.exceptions(
         status=status, kind=kind, limit=PAGE_SIZE, starting_after=starting_after
     )
@@ -109,8 +110,8 @@ async def dashboard(
         "period": str(period),
         "overview": overview,
         "charts": _charts(overview),
-        "variances": variance_rows(report.variances),
-        "documents": [d for d in report.documents if d.status != "reconciled"],
+        "variances": variance_rows(report.variances) if report else [],
+        "documents": [d for d in report.documents if d.status != "reconciled"] if report else [],
         "exceptions": exceptions,
         "backlog": backlog,
         "handled": handled,
