@@ -1,5 +1,6 @@
 """Experience API for finance (``/experience/finance/v1``): the period overview, the
-exceptions workbench, the ERP posting backlog and traces by correlation ID."""
+exceptions workbench, reconciling a period, the ERP posting backlog and traces by
+correlation ID."""
 
 from __future__ import annotations
 
@@ -65,11 +66,41 @@ class ResolveRequest(Base):
         "reconciliation API, `meterline reconcile` or the finance page): reading the "
         "overview does not reconcile, so it neither calls the ERP nor counts occurrences "
         "of `reconciliation_variance` exceptions. A period never reconciled shows "
-        "`not_reconciled`."
+        "`not_reconciled`; `POST .../reconciliation` reconciles it."
     ),
 )
 async def period_overview(finance: FinanceService, period: PeriodPath) -> PeriodOverview:
     return await finance.overview(Period.parse(period))
+
+
+@post(
+    "/periods/{period:str}/reconciliation",
+    security=ACT,
+    opt={"rate_limit": "write"},
+    status_code=200,
+    summary="Reconcile a billing period now, and answer its overview",
+    description=(
+        "Reconciles the period as the process reconciliation API does (the ERP is asked "
+        "for its documents and journals; each variance is raised as a "
+        "`reconciliation_variance` exception, a standing one counting one more "
+        "occurrence, and those that are gone are closed) and keeps the report as the "
+        "period's latest. Answers the overview with it. A repeated Idempotency-Key "
+        "answers the first result and reconciles nothing."
+    ),
+)
+async def reconcile_period(
+    request: Request,
+    period: PeriodPath,
+    finance: FinanceService,
+    idempotency: Idempotency,
+    idempotency_key: RequiredIdempotencyKey = None,
+) -> Response[PeriodOverview]:
+    month = Period.parse(period)
+
+    async def produce():
+        return 200, await finance.overview_with(month, await finance.reconcile(month))
+
+    return await respond_idempotently(request, idempotency, idempotency_key, produce, required=True)
 
 
 @get("/exceptions", security=READ, summary="Exceptions to work, oldest first")
@@ -161,6 +192,7 @@ router = Router(
     path="/experience/finance/v1",
     route_handlers=[
         period_overview,
+        reconcile_period,
         list_exceptions,
         get_exception,
         retry_exception,

@@ -260,13 +260,23 @@ async def test_looking_at_a_period_neither_reconciles_it_nor_calls_the_erp(datab
         assert c.erp.stats["calls"] == calls
         assert await variance_occurrences(client, subject) == 1
 
-        # Reconciling again, when asked, counts the standing variance once more; the
-        # overview then shows that reconciliation and its time.
-        again = (await client.get(f"/process/reconciliation/v1/periods/{period}")).json()
+        # Reconciling again through the finance API, when asked, counts the standing
+        # variance once more and answers the overview with it; the overview then shows
+        # that reconciliation. The same Idempotency-Key again reconciles nothing.
+        url, keyed = f"{API}/periods/{period}/reconciliation", {"Idempotency-Key": "rec-1"}
+        answered = await client.post(url, headers=keyed)
+        assert answered.status_code == 200, answered.text
+        again = answered.json()["reconciliation"]
         assert instant(again["generated_at"]) > instant(first["generated_at"])
+        assert [v["subject"] for v in again["variances"]] == [subject]
         assert await variance_occurrences(client, subject) == 2
         shown = (await client.get(f"{API}/periods/{period}/overview")).json()
         assert shown["reconciliation"]["generated_at"] == again["generated_at"]
+        replayed = await client.post(url, headers=keyed)
+        assert replayed.headers["Idempotent-Replayed"] == "true"
+        assert replayed.json()["reconciliation"] == again
+        assert await variance_occurrences(client, subject) == 2
+        assert_problem(await client.post(url), 400, "idempotency_key_required")
 
 
 async def test_failed_postings_wait_in_the_backlog_until_retried(database_url):

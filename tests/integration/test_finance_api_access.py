@@ -118,6 +118,7 @@ async def test_each_route_demands_its_finance_scope(sqlite_url):
         acts = [
             (f"{API}/exceptions/{exception['id']}/retry", None),
             (f"{API}/exceptions/{exception['id']}/resolve", {"note": "done"}),
+            (f"{API}/periods/{PERIOD}/reconciliation", None),
         ]
         writer = await bearer(client, c, ["finance:write"])
         others = await bearer(client, c, sorted(set(SCOPES) - {"finance:read", "finance:write"}))
