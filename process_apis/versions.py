@@ -12,7 +12,9 @@ process changed it, with no invalidation hook anywhere (docs/adr/0014).
   highest one already visible. On PostgreSQL concurrent ingest transactions may commit
   out of seq order: while a transaction writing ``usage_events`` is open (its
   ``RowExclusiveLock`` shows in ``pg_locks``) seqs below the visible highest may still
-  appear, and ``usage`` is ``None``: in flux, compute the view and do not cache it.
+  appear. ``usage_settled`` asks that, on a miss, after the stamp was read and before
+  the view's data is: a view is kept under the stamp only if usage was settled then
+  (it then holds every event up to the stamp, so a later hit needs no check).
 
 Read the stamps *before* the data: a view computed afterwards is then at least as new
 as its stamps, never older.
