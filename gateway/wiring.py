@@ -21,6 +21,7 @@ from gateway.auth.clients import ClientRegistry
 from gateway.auth.keys import KeyRing
 from gateway.auth.server import TokenIssuer
 from gateway.auth.tokens import KeySource, LocalKeys, RemoteJwks, TokenVerifier
+from gateway.fingerprint import view_namespace
 from gateway.rate_limit import RateLimits, build_rate_limits
 from gateway.settings import Settings
 from process_apis.audit import AuditLog
@@ -267,6 +268,7 @@ def build_container(settings: Settings) -> Container:
         ttl=settings.experience_cache_ttl_seconds,
         redis_url=settings.redis_url if settings.experience_cache_redis else None,
         redis_prefix=settings.redis_key_prefix,
+        namespace=view_namespace(settings.database_url),
     )
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)

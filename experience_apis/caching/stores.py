@@ -43,9 +43,13 @@ class CacheStats(msgspec.Struct):
 
 
 class RedisTier:
-    """Views in Redis under ``<prefix>:view:<key>`` for ``ttl`` seconds."""
+    """Views in Redis under ``<prefix>:view:<namespace>:<key>`` for ``ttl`` seconds. The
+    namespace names the database and code the views come from (``view_namespace``), so
+    deployments sharing one Redis never answer each other's views."""
 
-    def __init__(self, url: str, *, prefix: str, ttl: float, timeout: float = 0.25) -> None:
+    def __init__(
+        self, url: str, *, prefix: str, ttl: float, namespace: str = "", timeout: float = 0.25
+    ) -> None:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -57,14 +61,21 @@ class RedisTier:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
-        self._prefix = f"{prefix}:view:"
+        self._prefix = f"{prefix}:view:{namespace}:" if namespace else f"{prefix}:view:"
         self._ttl = max(1, int(ttl))
         self._down_until = 0.0
+        self._down = False  # logged once when an outage starts, once when it ends
 
     def _failed(self, exc: Exception) -> None:
-        if time.monotonic() >= self._down_until:
+        if not self._down:
             log.warning("view cache: Redis unavailable, computing views (%s)", exc)
+            self._down = True
         self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+
+    def _answered(self) -> None:
+        if self._down:
+            log.warning("view cache: Redis available again")
+            self._down = False
 
     async def get(self, key: str) -> CachedView | None:
         if time.monotonic() < self._down_until:
@@ -74,6 +85,7 @@ class RedisTier:
         except Exception as exc:  # any Redis failure is a miss
             self._failed(exc)
             return None
+        self._answered()
         if stored is None:
             return None
         etag, _, body = stored.partition(b"\n")
@@ -88,6 +100,8 @@ class RedisTier:
             )
         except Exception as exc:
             self._failed(exc)
+            return
+        self._answered()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -132,9 +146,15 @@ class ViewCache:
         ttl: float,
         redis_url: str | None = None,
         redis_prefix: str = "meterline",
+        namespace: str = "",
     ) -> ViewCache:
-        """In-process only, or with Redis behind it when ``redis_url`` is given."""
-        redis = RedisTier(redis_url, prefix=redis_prefix, ttl=ttl) if redis_url else None
+        """In-process only, or with Redis behind it when ``redis_url`` is given (views
+        under ``namespace`` there)."""
+        redis = (
+            RedisTier(redis_url, prefix=redis_prefix, ttl=ttl, namespace=namespace)
+            if redis_url
+            else None
+        )
         return cls(max_bytes=max_bytes, ttl=ttl, redis=redis)
 
     @property
