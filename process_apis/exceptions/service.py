@@ -20,6 +20,7 @@ from process_apis.tables import exceptions
 __all__ = [
     "ExceptionService",
     "exceptions_upsert",
+    "open_subjects",
     "raise_exception",
     "raise_exceptions",
     "resolve_exceptions",
@@ -51,6 +52,16 @@ async def raise_exceptions(
     if found:
         stmt, rows = exceptions_upsert(session.bind.dialect.name, kind, found, correlation_id)
         await session.execute(stmt, rows)
+
+
+async def open_subjects(session: AsyncSession, kind: str, *, prefix: str = "") -> set[str]:
+    """Subjects of the open exceptions of ``kind`` (starting with ``prefix``), as
+    ``session`` sees them."""
+    conditions = [exceptions.c.kind == kind, exceptions.c.status == "open"]
+    if prefix:
+        conditions.append(exceptions.c.subject.startswith(prefix, autoescape=True))
+    rows = await session.execute(sa.select(exceptions.c.subject).where(*conditions))
+    return {r[0] for r in rows}
 
 
 async def resolve_exceptions(
@@ -210,9 +221,5 @@ class ExceptionService:
 
     async def open_subjects(self, kind: str, *, prefix: str = "") -> set[str]:
         """Subjects of the open exceptions of ``kind`` (starting with ``prefix``)."""
-        conditions = [exceptions.c.kind == kind, exceptions.c.status == "open"]
-        if prefix:
-            conditions.append(exceptions.c.subject.startswith(prefix, autoescape=True))
         async with self._sessions() as session:
-            rows = await session.execute(sa.select(exceptions.c.subject).where(*conditions))
-        return {r[0] for r in rows}
+            return await open_subjects(session, kind, prefix=prefix)

@@ -18,15 +18,18 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.time import Period, utcnow
-from process_apis.exceptions.service import ExceptionService, raise_exceptions
+from process_apis.exceptions.service import (
+    open_subjects,
+    raise_exceptions,
+    resolve_exceptions,
+)
 from process_apis.reconciliation.documents import DocumentCheck
 from process_apis.reconciliation.quantities import QuantityCheck
 from process_apis.reconciliation.report import (
     ReconciliationReport,
     ReconciliationSummary,
-    ReconciliationVariance,
 )
-from process_apis.reconciliation.store import ReportStore
+from process_apis.reconciliation.store import ReportStore, keep_report
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
@@ -44,7 +47,6 @@ class ReconciliationService:
         self._sessions = sessions
         self._quantities = QuantityCheck(sessions, crm, billing)
         self._documents = DocumentCheck(sessions, erp)
-        self._exceptions = ExceptionService(sessions)
         self._reports = ReportStore(sessions)
 
     async def reconcile(self, period: Period) -> ReconciliationReport:
@@ -56,7 +58,6 @@ class ReconciliationService:
         variances = sorted(
             quantities.variances + documents.variances, key=lambda v: (v.subject, v.kind)
         )
-        await self._record(period, variances)
         statuses = [row.status for row in documents.rows]
         report = ReconciliationReport(
             object="reconciliation",
@@ -78,7 +79,7 @@ class ReconciliationService:
             uninvoiced=quantities.uninvoiced,
             variances=variances,
         )
-        await self._reports.keep(report)
+        await self._record(period, report)
         return report
 
     async def latest(self, period: Period) -> ReconciliationReport | None:
@@ -86,19 +87,19 @@ class ReconciliationService:
         when the period was never reconciled."""
         return await self._reports.latest(period)
 
-    async def _record(self, period: Period, variances: list[ReconciliationVariance]) -> None:
+    async def _record(self, period: Period, report: ReconciliationReport) -> None:
+        """Keep the report as the period's latest and, in the same transaction, raise its
+        variances and close the period's open ones it no longer finds. A reconciliation
+        that finishes after a later one of the period was kept records nothing: the
+        exceptions always follow the report finance is shown."""
         found = [
-            (
-                v.subject,
-                v.detail[:_DETAIL_MAX],
-                {**v.context, "variance": v.kind},
-                1,
-            )
-            for v in variances
+            (v.subject, v.detail[:_DETAIL_MAX], {**v.context, "variance": v.kind}, 1)
+            for v in report.variances
         ]
-        if found:
-            async with self._sessions.begin() as session:
-                await raise_exceptions(session, EXCEPTION_KIND, found)
-        gone = await self._exceptions.open_subjects(EXCEPTION_KIND, prefix=f"{period}:")
-        gone -= {v.subject for v in variances}
-        await self._exceptions.resolve_subjects(EXCEPTION_KIND, gone)
+        async with self._sessions.begin() as session:
+            if not await keep_report(session, report):
+                return
+            await raise_exceptions(session, EXCEPTION_KIND, found)
+            gone = await open_subjects(session, EXCEPTION_KIND, prefix=f"{period}:")
+            gone -= {v.subject for v in report.variances}
+            await resolve_exceptions(session, EXCEPTION_KIND, gone)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import correlation
 from canonical.persistence import upsert_insert
@@ -17,31 +17,40 @@ from canonical.time import Period
 from process_apis.reconciliation.report import ReconciliationReport
 from process_apis.tables import reconciliation_reports
 
-__all__ = ["ReportStore"]
+__all__ = ["ReportStore", "keep_report"]
+
+
+async def keep_report(session: AsyncSession, report: ReconciliationReport) -> bool:
+    """Keep ``report`` as its period's latest in ``session``'s transaction, unless one
+    made later is kept already; whether it was kept. On PostgreSQL the statement holds
+    the period's row until the transaction ends, so concurrent reconciliations of one
+    period pass here one after the other, each against the last one committed."""
+    row = {
+        "period": report.period,
+        "status": report.status,
+        "generated_at": report.generated_at,
+        "report": report,
+        "correlation_id": correlation.current(),
+    }
+    stmt = upsert_insert(reconciliation_reports, session.bind.dialect.name).values(**row)
+    kept = await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["period"],
+            set_={name: stmt.excluded[name] for name in row if name != "period"},
+            where=reconciliation_reports.c.generated_at <= stmt.excluded.generated_at,
+        )
+    )
+    return kept.rowcount == 1
 
 
 class ReportStore:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
 
-    async def keep(self, report: ReconciliationReport) -> None:
-        """Keep ``report`` as its period's latest, unless a later one is kept already."""
-        row = {
-            "period": report.period,
-            "status": report.status,
-            "generated_at": report.generated_at,
-            "report": report,
-            "correlation_id": correlation.current(),
-        }
+    async def keep(self, report: ReconciliationReport) -> bool:
+        """``keep_report`` in a transaction of its own."""
         async with self._sessions.begin() as session:
-            stmt = upsert_insert(reconciliation_reports, session.bind.dialect.name).values(**row)
-            await session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["period"],
-                    set_={name: stmt.excluded[name] for name in row if name != "period"},
-                    where=reconciliation_reports.c.generated_at <= stmt.excluded.generated_at,
-                )
-            )
+            return await keep_report(session, report)
 
     async def latest(self, period: Period) -> ReconciliationReport | None:
         """The period's latest report; None when it was never reconciled."""

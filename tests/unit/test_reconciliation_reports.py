@@ -10,12 +10,14 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from canonical.time import Period
+from process_apis.exceptions.service import ExceptionService
 from process_apis.reconciliation.report import (
     ReconciledDocument,
     ReconciliationReport,
     ReconciliationSummary,
     ReconciliationVariance,
 )
+from process_apis.reconciliation.service import EXCEPTION_KIND, ReconciliationService
 from process_apis.reconciliation.store import ReportStore
 from process_apis.tables import reconciliation_reports
 
@@ -73,13 +75,13 @@ async def test_a_period_keeps_its_latest_report_as_it_was_made(sessions):
     assert await store.latest(period) is None
 
     first = report("2026-01", MADE, variances=1)
-    await store.keep(first)
+    assert await store.keep(first)
     assert await store.latest(period) == first  # amounts, times and variances intact
 
     later = report("2026-01", MADE + timedelta(minutes=5))
-    await store.keep(later)
+    assert await store.keep(later)
     # One that finished after it but was made before: the later one stays.
-    await store.keep(report("2026-01", MADE + timedelta(minutes=1), variances=1))
+    assert not await store.keep(report("2026-01", MADE + timedelta(minutes=1), variances=1))
     assert await store.latest(period) == later
 
     # Other periods are their own.
@@ -100,3 +102,24 @@ async def test_a_report_of_another_shape_counts_as_none(sessions):
             )
         )
     assert await ReportStore(sessions).latest(Period(2025, 12)) is None
+
+
+async def test_exceptions_follow_the_kept_report_whatever_order_reconciliations_finish(sessions):
+    """A reconciliation that finishes after a later one of its period was kept records
+    nothing: the open variances are always those of the report finance is shown."""
+    service = ReconciliationService(sessions, erp=None, billing=None, crm=None)
+    exceptions = ExceptionService(sessions)
+    period = Period(2026, 1)
+
+    async def open_variances() -> set[str]:
+        return await exceptions.open_subjects(EXCEPTION_KIND, prefix=f"{period}:")
+
+    await service._record(period, report("2026-01", MADE, variances=2))
+    assert await open_variances() == {"2026-01:inv_0", "2026-01:inv_1"}
+    balanced = report("2026-01", MADE + timedelta(minutes=5))
+    await service._record(period, balanced)
+    assert await open_variances() == set()
+    # Made in between, finished last: neither re-opens the variances nor is shown.
+    await service._record(period, report("2026-01", MADE + timedelta(minutes=1), variances=1))
+    assert await open_variances() == set()
+    assert await service.latest(period) == balanced
