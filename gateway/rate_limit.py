@@ -264,6 +264,10 @@ class RateLimits:
             raise self.refusal(decision)
         return self.headers(decision)
 
+    async def check_client(self, policy: str, client_id: str) -> dict[str, str]:
+        """``check`` on a genuine client's own budget (its credentials were verified)."""
+        return await self.check(policy, client_identity(client_id))
+
     async def aclose(self) -> None:
         timer = getattr(self._local_storage, "timer", None)
         if timer is not None and not timer.done():

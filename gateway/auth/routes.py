@@ -20,7 +20,6 @@ from canonical import correlation, errors
 from gateway.auth.keys import KeyRing
 from gateway.auth.server import JWKS_PATH, TOKEN_PATH, TokenIssuer, server_metadata
 from gateway.problems import PROBLEM_BASE
-from gateway.rate_limit import client_identity
 from gateway.settings import Settings
 
 __all__ = ["router"]
@@ -170,8 +169,8 @@ async def token(
         return _token_error(request, answer.status, error, description, answer.headers)
     # Per client, once the client is known to be genuine: nobody can spend another
     # client's budget by sending its client_id.
-    limit_headers = await request.app.state.rate_limits.check(
-        "token_client", client_identity(answer.client_id)
+    limit_headers = await request.app.state.rate_limits.check_client(
+        "token_client", answer.client_id
     )
     return Response(
         AccessToken(

@@ -223,3 +223,21 @@ async def test_sign_in_attempts_are_rate_limited_per_address(sqlite_url):
         assert answer.status_code == 429
         assert answer.headers["content-type"].startswith("text/html")
         assert int(answer.headers["retry-after"]) >= 1
+
+
+async def test_a_clients_sign_ins_spend_its_token_budget(sqlite_url):
+    """Signing in mints a token like the token endpoint does, and spends the same
+    per-client budget: the page is no way around it."""
+    async with gateway_client(
+        sqlite_url, authenticated=False, rate_limit_token_client="2/minute"
+    ) as client:
+        desk = await client.container.clients.create("desk", ["finance:read"])
+        other = await client.container.clients.create("other", ["finance:read"])
+        await issue_token(client, desk.client_id, desk.client_secret)  # the endpoint's
+        assert (await sign_in(client, desk.client_id, desk.client_secret)).status_code == 303
+        refused = await sign_in(client, desk.client_id, desk.client_secret)
+        assert refused.status_code == 429
+        assert refused.headers["content-type"].startswith("text/html")
+        assert SESSION not in refused.headers.get("set-cookie", "")
+        # Another client's budget is its own.
+        assert (await sign_in(client, other.client_id, other.client_secret)).status_code == 303

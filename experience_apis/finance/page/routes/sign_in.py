@@ -112,6 +112,9 @@ async def sign_in(request: Request, settings: Settings, token_issuer: TokenIssue
             status=outcome.status,
             client_id=client_id,
         )
+    # The token endpoint's per-client budget applies here too: whoever holds a finance
+    # client's credentials mints no more tokens through the page than through the API.
+    await request.app.state.rate_limits.check_client("token_client", client_id)
     response = Redirect(next_path, status_code=303)
     response.set_cookie(
         session.SESSION_COOKIE,
