@@ -95,17 +95,30 @@ def window_filter(customer_id: str, event_type: str, start: datetime, end: datet
 
 
 def billed_events(
-    customer_id: str, event_type: str, start: datetime, end: datetime, kind: str, document_id: str
+    customer_id: str,
+    event_type: str,
+    start: datetime,
+    end: datetime,
+    kind: str,
+    document_id: str,
+    voided_at: datetime | None = None,
 ):
-    """The events a document's line of ``event_type`` bills: an invoice's are those of
-    its window that were on time when it was made; a memo's the late ones it corrected."""
-    return sa.and_(
-        window_filter(customer_id, event_type, start, end),
-        usage_events.c.matched == 1,
-        usage_events.c.adjustment == 0
-        if kind == "invoice"
-        else usage_events.c.corrected_by == document_id,
-    )
+    """The events a document's line of ``event_type`` bills, in the line's service window
+    [start, end). An invoice's are those the run aggregated: every event of the window
+    stored on time, ``matched`` or not (as aggregation reads them); not the late ones
+    (flagged on arrival, billed by a memo), nor those received after it was voided
+    (``voided_at``: a void invoice makes no event late, so they arrive flagged on time).
+    A memo's are the late ones it corrected. A credit memo reversing a void bills its
+    invoice's events: pass that invoice's kind, id and void time."""
+    if kind != "invoice":
+        return sa.and_(
+            window_filter(customer_id, event_type, start, end),
+            usage_events.c.corrected_by == document_id,
+        )
+    billed = [window_filter(customer_id, event_type, start, end), usage_events.c.adjustment == 0]
+    if voided_at is not None:
+        billed.append(usage_events.c.received_at < voided_at)
+    return sa.and_(*billed)
 
 
 async def aggregate(

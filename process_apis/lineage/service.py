@@ -6,9 +6,11 @@
   the documents that bill them (same customer, period and event type), from documents
   to their outbox rows and ERP documents.
 - **From an invoice line to its source events**: ``line_events`` lists, a page at a time,
-  the stored events a usage line stands for: the customer's matched events of the line's
-  event type within the document's period that were there when the invoice was made
-  (late events are not), or, for a memo's line, the late events it corrected.
+  exactly the stored events a usage line's quantity was measured from
+  (``billed_events``): the customer's events of the line's event type within the line's
+  service window, as billing aggregated them (matched or not) when the invoice was made
+  (late events are not); for a late-usage memo's line, the late events it corrected; for
+  the line of a credit memo reversing a void, the voided invoice's.
 
 Lists in a trace are capped (``TRACE_LIMIT``) and say so; the line drill-down pages."""
 
@@ -24,6 +26,7 @@ from canonical import errors
 from canonical.time import Period, midnight
 from process_apis.audit import AuditLog
 from process_apis.billing.aggregation import billed_events
+from process_apis.invoices.reversals import reversed_invoice
 from process_apis.lineage.views import (
     CorrelationTrace,
     DocumentRef,
@@ -183,11 +186,11 @@ class LineageService:
         )
 
     async def _billing_documents(self, session, events) -> list[Any]:
-        """The documents billing these events: same customer, period and event type."""
+        """The documents billing these events: same customer, period and event type
+        (matched or not: an event whose mapping appeared later is billed all the same)."""
         keys = {
             (e.customer_id, date(e.timestamp.year, e.timestamp.month, 1), e.event_type)
             for e in events
-            if e.matched
         }
         if not keys:
             return []
@@ -213,15 +216,24 @@ class LineageService:
     async def line_events(
         self, invoice_id: str, line_id: str, *, limit: int, starting_after: int | None
     ) -> tuple[list[EventRef], bool]:
+        """A page of the events behind a document's line, in event time order, after the
+        event ``starting_after`` (a seq); ``invalid_cursor`` for a seq that is not one of
+        them, whoever's event it is."""
         async with self._sessions() as session:
             found = (
                 await session.execute(
                     sa.select(
+                        invoices.c.id,
                         invoices.c.kind,
                         invoices.c.customer_id,
                         invoices.c.period_start,
                         invoices.c.period_end,
+                        invoices.c.corrects_invoice_id,
+                        invoices.c.run_id,
+                        invoices.c.voided_at,
                         invoice_lines.c.event_type,
+                        invoice_lines.c.service_start,
+                        invoice_lines.c.service_end,
                     )
                     .join(invoice_lines, invoice_lines.c.invoice_id == invoices.c.id)
                     .where(invoices.c.id == invoice_id, invoice_lines.c.id == line_id)
@@ -231,34 +243,42 @@ class LineageService:
                 raise errors.NotFound(f"invoice {invoice_id} has no line {line_id}")
             if found.event_type is None:  # a flat fee or minimum: no events behind it
                 return [], False
+            # A void's credit memo bills the voided invoice's events, its lines copies of
+            # that invoice's (service windows included).
+            billing = await reversed_invoice(session, found) or found
+            behind = billed_events(
+                found.customer_id,
+                found.event_type,
+                # The line's own service window (lines written before windows were
+                # recorded: the whole period).
+                midnight(found.service_start or found.period_start),
+                midnight(found.service_end or found.period_end),
+                billing.kind,
+                billing.id,
+                billing.voided_at,
+            )
             query = (
                 sa.select(usage_events)
-                .where(
-                    billed_events(
-                        found.customer_id,
-                        found.event_type,
-                        midnight(found.period_start),
-                        midnight(found.period_end),
-                        found.kind,
-                        invoice_id,
-                    )
-                )
+                .where(behind)
                 # Index order (customer, event type, time, then the row), so a page never
                 # sorts the customer's month.
                 .order_by(usage_events.c.timestamp, usage_events.c.seq)
                 .limit(limit + 1)
             )
             if starting_after is not None:
+                # Looked up among the line's own events: any other seq, another customer's
+                # included, is refused alike, so the cursor tells nothing of other events.
                 after = (
                     await session.execute(
                         sa.select(usage_events.c.timestamp).where(
-                            usage_events.c.seq == starting_after
+                            behind, usage_events.c.seq == starting_after
                         )
                     )
                 ).scalar_one_or_none()
                 if after is None:
                     raise errors.InvalidRequest(
-                        f"starting_after={starting_after} is no event's seq", code="invalid_cursor"
+                        f"starting_after={starting_after} is no event behind this line",
+                        code="invalid_cursor",
                     )
                 query = query.where(
                     sa.tuple_(usage_events.c.timestamp, usage_events.c.seq)

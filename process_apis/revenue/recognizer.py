@@ -34,6 +34,7 @@ from canonical.persistence import insert_ignore
 from canonical.time import as_utc, midnight, utcnow
 from process_apis.billing.aggregation import billed_events, quantity_of
 from process_apis.exceptions.service import raise_exception, resolve_exceptions
+from process_apis.invoices.reversals import reversed_invoice
 from process_apis.posting.service import booking_date
 from process_apis.retries import transient_retrying
 from process_apis.revenue.schedule import Plan, entries, service_days
@@ -150,13 +151,16 @@ class RevenueRecognizer:
     ) -> list[dict]:
         booked_on = booking_date(document.kind, document.period_end, document.created_at)
         sign = -1 if document.kind == "credit_memo" else 1
+        # A void's credit memo consumes as its invoice did, day by day, so that the two
+        # net on every day, not only in total.
+        billing = await reversed_invoice(session, document) or document
         out = []
         for line in lines:
             start = line.service_start or document.period_start
             end = line.service_end or document.period_end
             weights = None
             if line.kind == "usage" and line.event_type:
-                weights = await self._daily(session, document, line, start, end, meters)
+                weights = await self._daily(session, document, billing, line, start, end, meters)
             plan = Plan(
                 currency=document.currency,
                 amount=sign * line.amount,
@@ -193,14 +197,16 @@ class RevenueRecognizer:
         self,
         session: AsyncSession,
         document: Any,
+        billing: Any,
         line: Any,
         start: date,
         end: date,
         meters: dict[str, Meter],
     ) -> list[Decimal]:
         """The line's quantity per service day: the events it billed (an invoice's on-time
-        events, a memo's late ones), aggregated day by day as the meter aggregates. A meter
-        that does not add up by day (max, unique_count, latest) is weighted by events."""
+        events, a memo's late ones; ``billing``: the document whose events those are, the
+        voided invoice for its reversal), aggregated day by day as the meter aggregates. A
+        meter that does not add up by day (max, unique_count, latest) is weighted by events."""
         rows = (
             await session.execute(
                 sa.select(usage_events.c.timestamp, usage_events.c.properties).where(
@@ -209,8 +215,9 @@ class RevenueRecognizer:
                         line.event_type,
                         midnight(start),
                         midnight(end),
-                        document.kind,
-                        document.id,
+                        billing.kind,
+                        billing.id,
+                        billing.voided_at,
                     )
                 )
             )

@@ -1,14 +1,15 @@
 """Revenue schedules: a posted invoice's flat fee is recognised ratably over the period
 and its usage on the days it was consumed, booked in the ERP as daily journals against
 the contract balance; recognising again books nothing twice; a journal the ERP refuses
-becomes an exception finance can retry; a void nets revenue to zero.
+becomes an exception finance can retry; a void nets revenue to zero, on every day its
+credit memo reverses.
 
 Amounts are worked out in the test from the day counts, never by the code under test."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -19,7 +20,7 @@ from canonical.time import Period, utcnow
 from process_apis.revenue.recognizer import RevenueRecognizer
 from process_apis.revenue.table import revenue_schedules
 from tests.support.app import gateway_client
-from tests.support.seeding import seed
+from tests.support.seeding import moments, seed
 
 D = Decimal
 REVENUE = "/process/revenue/v1"
@@ -208,3 +209,58 @@ async def test_two_workers_schedule_and_book_each_line_once(database_url):
         assert _per_item(await _journals(client)) == {"platform": D(0)}
         balances = await c.erp.account_balances("le_de", "EUR")
         assert balances["4100"] == D(-60) and balances.get("2400", D(0)) == 0
+
+
+async def test_a_void_within_its_month_reverses_usage_on_the_days_it_was_consumed(database_url):
+    """The credit memo reversing a void consumes as its invoice did: on each service day
+    the two net to zero, not only over the month."""
+    period = Period.containing(utcnow())
+    async with gateway_client(database_url, worker_in_process=False) as client:
+        c = client.container
+        await seed(c, PLAN)
+        stamps = moments(period, 4)
+        events = [
+            {
+                "id": f"v{i}",
+                "source": "test",
+                "event_type": "api.request",
+                "customer_id": "cus_de",
+                "timestamp": stamp,
+            }
+            for i, stamp in enumerate(stamps)
+        ]
+        sent = await client.post("/process/usage/v1/events", json=events)
+        assert sent.status_code == 200 and sent.json()["accepted"] == 4, sent.text
+        await c.billing_runs.run(period)
+        await c.outbox.drain()
+        invoice = {
+            i["customer_id"]: i
+            for i in (await client.get("/process/billing/v1/invoices")).json()["data"]
+        }["cus_de"]
+        voided = await client.post(
+            f"/process/billing/v1/invoices/{invoice['id']}/void",
+            json={"reason": "duplicate contract"},
+            headers={"Idempotency-Key": "void-in-month"},
+        )
+        assert voided.status_code == 200, voided.text
+        memo = voided.json()["credit_memo"]
+        await c.outbox.drain()
+        await c.revenue_recognizer.schedule()
+
+        async def calls(document_id: str) -> dict[str, Decimal]:
+            schedule = (await client.get(f"{REVENUE}/invoices/{document_id}/schedule")).json()
+            [line] = [li for li in schedule["lines"] if li["item_code"] == "calls"]
+            assert line["method"] == "consumption"
+            return {e["on"]: D(e["amount"]) for e in line["entries"]}
+
+        # 0.10 a call, on the days the calls were made; the posting dates (the period's
+        # last day, the day of the void) also hold the deferrals.
+        posted_on = {
+            (period.end - timedelta(days=1)).date().isoformat(),
+            datetime.fromisoformat(memo["created_at"]).date().isoformat(),
+        }
+        per_day = Counter(datetime.fromisoformat(stamp).date().isoformat() for stamp in stamps)
+        consumed = {day: D("0.10") * n for day, n in per_day.items() if day not in posted_on}
+        invoiced, reversed_ = await calls(invoice["id"]), await calls(memo["id"])
+        assert {day: a for day, a in invoiced.items() if day not in posted_on} == consumed
+        assert {day: -a for day, a in reversed_.items() if day not in posted_on} == consumed
