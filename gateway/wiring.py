@@ -263,6 +263,9 @@ def build_container(settings: Settings) -> Container:
     documents = DocumentQueries(sessions, invoices)
     # Who may see which customer and document: the portal and the Partner API alike.
     tenancy = PartnerTenancy(crm, invoices, documents)
+    receivables = Receivables(sessions, invoices)
+    terms = TermsReader(crm, billing)
+    usage_summaries = UsageSummaries(sessions, billing)
     view_cache = ViewCache.create(
         max_bytes=settings.experience_cache_bytes,
         ttl=settings.experience_cache_ttl_seconds,
@@ -381,21 +384,16 @@ def build_container(settings: Settings) -> Container:
         revenue_recognizer=recognizer,
         portal=PortalService(
             tenancy=tenancy,
-            invoices=invoices,
             documents=documents,
-            receivables=Receivables(sessions, invoices),
+            receivables=receivables,
             lineage=LineageService(sessions, erp),
-            terms=TermsReader(crm, billing),
-            usage=UsageSummaries(sessions),
+            terms=terms,
+            usage=usage_summaries,
             estimates=ChargeEstimates(sessions, billing),
             versions=DataVersions(sessions),
             cache=view_cache,
         ),
-        partner=PartnerService(
-            tenancy,
-            Receivables(sessions, invoices),
-            MeteredUsage(sessions, crm, billing),
-        ),
+        partner=PartnerService(tenancy, receivables, MeteredUsage(terms, usage_summaries)),
         clients=clients,
         keyring=keyring,
         token_issuer=token_issuer,

@@ -3,22 +3,22 @@
 Every lookup takes the partner and answers a record of another tenant exactly as it
 answers an id that does not exist (same error, code and wording), so a partner cannot
 even learn that an id is taken. The portal asks the same lookups with the partner of its
-caller's token, or none for a first-party portal app, which sees every customer."""
+caller's token, or none for a first-party portal app, which sees every customer.
+
+Of documents, every audience sees the issued ones only (``process_apis.invoices.queries``):
+neither drafts nor a draft voided before it was ever finalized."""
 
 from __future__ import annotations
 
 from datetime import date
 
 from canonical import errors
-from canonical.model import Customer, Invoice
-from process_apis.invoices.queries import DocumentQueries
+from canonical.model import Customer
+from process_apis.invoices.queries import ISSUED, DocumentOwner, DocumentQueries, IssuedDocument
 from process_apis.invoices.store import InvoiceStore
 from system_apis.crm.port import CrmPort
 
-__all__ = ["ISSUED", "PartnerTenancy"]
-
-# Drafts are work in progress: a partner sees documents from finalization on.
-ISSUED = ("finalized", "posted", "partially_paid", "paid", "void")
+__all__ = ["PartnerTenancy"]
 
 
 def _no_customer(customer_id: str) -> errors.NotFound:
@@ -53,40 +53,50 @@ class PartnerTenancy:
             raise _no_customer(customer_id)
         return customer
 
-    async def document_owner(self, partner_id: str | None, invoice_id: str) -> Customer:
-        """The customer of an issued document of the tenant (one indexed lookup, the
-        document itself is not read)."""
+    async def _owner(
+        self, partner_id: str | None, invoice_id: str
+    ) -> tuple[DocumentOwner, Customer]:
         owner = await self._documents.owner(invoice_id)
-        if owner is None or owner.status not in ISSUED:
+        if owner is None:
             raise _no_invoice(invoice_id)
         try:
-            return await self.customer(partner_id, owner.customer_id)
+            return owner, await self.customer(partner_id, owner.customer_id)
         except errors.NotFound:
             raise _no_invoice(invoice_id) from None
 
-    async def invoice(self, partner_id: str | None, invoice_id: str) -> tuple[Invoice, Customer]:
+    async def document_owner(self, partner_id: str | None, invoice_id: str) -> Customer:
+        """The customer of an issued document of the tenant (one indexed lookup, the
+        document itself is not read)."""
+        _, customer = await self._owner(partner_id, invoice_id)
+        return customer
+
+    async def invoice(
+        self, partner_id: str | None, invoice_id: str
+    ) -> tuple[IssuedDocument, Customer]:
         """An issued document of one of the tenant's customers, with that customer."""
-        customer = await self.document_owner(partner_id, invoice_id)
-        return await self._invoices.get(invoice_id), customer
+        owner, customer = await self._owner(partner_id, invoice_id)
+        invoice = await self._invoices.get(invoice_id)
+        return IssuedDocument(invoice=invoice, issued_at=owner.issued_at), customer
 
     async def invoices(
         self,
-        partner_id: str,
+        partner_id: str | None,
         customer_id: str,
         *,
-        status: str | None,
+        status: str | None = None,
         period_start: date | None = None,
         limit: int,
         starting_after: str | None,
-    ) -> tuple[list[Invoice], bool]:
-        """A page of a customer's issued documents (invoices and memos), in id order."""
+    ) -> tuple[list[IssuedDocument], bool]:
+        """A page of the tenant's customer's issued documents (invoices and memos), in id
+        order; ``status``: only those in it."""
         await self.customer(partner_id, customer_id)
         if status is not None and status not in ISSUED:
             return [], False
         # The issued filter is part of the query: dropping drafts from a page already
         # read would answer short pages that still say has_more.
-        return await self._invoices.list(
-            customer_id=customer_id,
+        return await self._documents.customer_documents(
+            customer_id,
             statuses=ISSUED if status is None else (status,),
             period_start=period_start,
             limit=limit,

@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import Invoice
 from canonical.money import ZERO
+from process_apis.invoices.queries import IssuedDocument, issued
 from process_apis.invoices.store import InvoiceStore
-from process_apis.partners import ISSUED
 from process_apis.reconciliation.quantities import standing
 from process_apis.tables import invoice_payments, invoices
 
@@ -111,24 +111,24 @@ class Receivables:
             for currency, t in sorted(tallies.items())
         ]
 
-    async def last_invoice(self, customer_id: str) -> Invoice | None:
+    async def last_invoice(self, customer_id: str) -> IssuedDocument | None:
         """The issued invoice (not a memo) of the latest period; of several, the one
         issued last."""
         query = (
-            sa.select(invoices.c.id)
-            .where(
-                invoices.c.customer_id == customer_id,
-                invoices.c.kind == "invoice",
-                invoices.c.status.in_(ISSUED),
-            )
+            sa.select(invoices.c.id, invoices.c.finalized_at)
+            .where(invoices.c.customer_id == customer_id, invoices.c.kind == "invoice", issued())
             .order_by(
-                invoices.c.period_start.desc(), invoices.c.created_at.desc(), invoices.c.id.desc()
+                invoices.c.period_start.desc(),
+                invoices.c.finalized_at.desc(),
+                invoices.c.id.desc(),
             )
             .limit(1)
         )
         async with self._sessions() as session:
-            invoice_id = (await session.execute(query)).scalar_one_or_none()
-        return None if invoice_id is None else await self._invoices.get(invoice_id)
+            row = (await session.execute(query)).first()
+        if row is None:
+            return None
+        return IssuedDocument(invoice=await self._invoices.get(row.id), issued_at=row.finalized_at)
 
     async def payments(self, invoice_id: str) -> list[AppliedPayment]:
         """The payments applied to a document, in the order they were received."""

@@ -24,7 +24,7 @@ from experience_apis.partner.views import (
     PartnerUsageSummary,
 )
 from experience_apis.routing import Caller
-from process_apis.partners import ISSUED
+from process_apis.invoices.queries import ISSUED
 from system_apis.routing import PERIOD_PATTERN, Limit, RefusedByRule, StartingAfter, one_of
 
 __all__ = ["router"]

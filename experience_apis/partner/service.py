@@ -91,12 +91,12 @@ class PartnerService:
             limit=limit,
             starting_after=starting_after,
         )
-        return PartnerInvoiceList(data=[invoice_summary(i) for i in page], has_more=has_more)
+        return PartnerInvoiceList(data=[invoice_summary(d) for d in page], has_more=has_more)
 
     async def invoice(self, partner_id: str | None, invoice_id: str) -> PartnerInvoice:
-        invoice, customer = await self._tenancy.invoice(_tenant(partner_id), invoice_id)
-        payments = await self._receivables.payments(invoice.id)
-        return invoice_detail(invoice, customer, payments)
+        document, customer = await self._tenancy.invoice(_tenant(partner_id), invoice_id)
+        payments = await self._receivables.payments(invoice_id)
+        return invoice_detail(document, customer, payments)
 
     async def usage(
         self, partner_id: str | None, customer_id: str, period: Period | None = None

@@ -1,5 +1,6 @@
 """The partner's view of its customers' billing: what a reseller reads, not how it was
-built (no runs, no lineage, no ERP ids, no other tenant's ids)."""
+built (no runs, no lineage, no other tenant's ids). The only ERP id it shows is a
+payment's (``PartnerPayment.id``, see ADR 18)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from canonical.model import Aggregation, Base, Customer, DocumentKind, Invoice, 
 from canonical.money import ZERO
 from canonical.time import Period
 from experience_apis.documents import document_fields
+from process_apis.invoices.queries import IssuedDocument, IssuedStatus
 from process_apis.metered_usage import MeterUsage
 from process_apis.receivables import AppliedPayment, CurrencyBalance, amount_due
 
@@ -52,7 +54,7 @@ class PartnerInvoiceSummary(Base):
     number: str
     customer_id: str
     kind: DocumentKind
-    status: Literal["finalized", "posted", "partially_paid", "paid", "void"]
+    status: IssuedStatus
     # The document a memo corrects (of the same customer).
     corrects_invoice_id: str | None
     period: str  # YYYY-MM
@@ -143,23 +145,23 @@ def payment_status(invoice: Invoice) -> PaymentStatus:
     return "partially_paid" if invoice.amount_paid > ZERO else "unpaid"
 
 
-def _summary_fields(invoice: Invoice) -> dict:
+def _summary_fields(document: IssuedDocument) -> dict:
     return {
-        **document_fields(invoice),
-        "customer_id": invoice.customer_id,
-        "payment_status": payment_status(invoice),
+        **document_fields(document),
+        "customer_id": document.invoice.customer_id,
+        "payment_status": payment_status(document.invoice),
     }
 
 
-def invoice_summary(invoice: Invoice) -> PartnerInvoiceSummary:
-    return PartnerInvoiceSummary(**_summary_fields(invoice))
+def invoice_summary(document: IssuedDocument) -> PartnerInvoiceSummary:
+    return PartnerInvoiceSummary(**_summary_fields(document))
 
 
 def invoice_detail(
-    invoice: Invoice, customer: Customer, payments: list[AppliedPayment]
+    document: IssuedDocument, customer: Customer, payments: list[AppliedPayment]
 ) -> PartnerInvoice:
     return PartnerInvoice(
-        **_summary_fields(invoice),
+        **_summary_fields(document),
         customer_name=customer.name,
         payments=[
             PartnerPayment(id=p.id, amount=p.amount, currency=p.currency, received_on=p.received_on)
@@ -172,7 +174,7 @@ def billing_summary(
     customer_id: str,
     as_of: datetime,
     balances: list[CurrencyBalance],
-    last_invoice: Invoice | None,
+    last_invoice: IssuedDocument | None,
 ) -> PartnerBillingSummary:
     return PartnerBillingSummary(
         customer_id=customer_id,

@@ -18,13 +18,9 @@ from experience_apis.caching.routes import CONDITIONAL, IfNoneMatch, conditional
 from experience_apis.portal.service import PortalService
 from experience_apis.portal.summary_views import PortalCustomerSummary
 from experience_apis.portal.usage_views import PortalEstimate, PortalUsage
-from experience_apis.portal.views import (
-    VISIBLE,
-    PortalEventList,
-    PortalInvoice,
-    PortalInvoiceList,
-)
+from experience_apis.portal.views import PortalEventList, PortalInvoice, PortalInvoiceList
 from experience_apis.routing import Caller
+from process_apis.invoices.queries import ISSUED
 from system_apis.routing import PERIOD_PATTERN, Limit, RefusedByRule, StartingAfter, one_of
 
 __all__ = ["router"]
@@ -32,7 +28,7 @@ __all__ = ["router"]
 # Scopes a token needs here (published in the contract, enforced at the gateway).
 READ = requires("portal:read")
 
-StatusFilter = one_of(*VISIBLE)
+StatusFilter = one_of(*ISSUED)
 PeriodParam = Annotated[
     str | None,
     Parameter(

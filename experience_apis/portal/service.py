@@ -26,7 +26,6 @@ from experience_apis.caching import CachedView, ViewCache, cache_key
 from experience_apis.portal.summary_views import summary_view
 from experience_apis.portal.usage_views import estimate_view, usage_view
 from experience_apis.portal.views import (
-    VISIBLE,
     PortalEventList,
     PortalInvoiceList,
     detail,
@@ -34,7 +33,6 @@ from experience_apis.portal.views import (
     summary,
 )
 from process_apis.invoices.queries import DocumentQueries
-from process_apis.invoices.store import InvoiceStore
 from process_apis.lineage.service import LineageService
 from process_apis.partners import PartnerTenancy
 from process_apis.receivables import Receivables
@@ -54,7 +52,6 @@ class PortalService:
         self,
         *,
         tenancy: PartnerTenancy,
-        invoices: InvoiceStore,
         documents: DocumentQueries,
         receivables: Receivables,
         lineage: LineageService,
@@ -66,7 +63,6 @@ class PortalService:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._tenancy = tenancy
-        self._invoices = invoices
         self._documents = documents
         self._receivables = receivables
         self._lineage = lineage
@@ -127,23 +123,21 @@ class PortalService:
     ) -> CachedView:
         versions = await self._versions.read()
         await self._visible_customer(customer_id, partner_id)
-        statuses = VISIBLE if status is None else tuple(s for s in VISIBLE if s == status)
 
         async def build():
-            if not statuses:
-                return PortalInvoiceList(data=[], has_more=False)
-            # Visibility is part of the query: dropping drafts from a page already read
-            # would answer short (even empty) pages that still say has_more.
-            page, has_more = await self._invoices.list(
-                customer_id=customer_id,
-                statuses=statuses,
+            # The tenancy's list of issued documents (it checks the customer again, a
+            # cheap lookup, on a miss only).
+            page, has_more = await self._tenancy.invoices(
+                partner_id,
+                customer_id,
+                status=status,
                 period_start=period.first_day if period else None,
                 limit=limit,
                 starting_after=starting_after,
             )
-            return PortalInvoiceList(data=[summary(i) for i in page], has_more=has_more)
+            return PortalInvoiceList(data=[summary(d) for d in page], has_more=has_more)
 
-        inputs = (customer_id, statuses, period, limit, starting_after)
+        inputs = (customer_id, status, period, limit, starting_after)
         return await self._view("portal.invoices", versions.documents, inputs, build)
 
     async def invoice(self, invoice_id: str, *, partner_id: str | None = None) -> CachedView:
@@ -151,10 +145,10 @@ class PortalService:
         customer = await self._visible_invoice(invoice_id, partner_id)
 
         async def build():
-            invoice = await self._invoices.get(invoice_id)
-            memos = await self._documents.corrections(invoice_id, VISIBLE)
+            document, _ = await self._tenancy.invoice(partner_id, invoice_id)  # issued only
+            memos = await self._documents.corrections(invoice_id)
             payments = await self._receivables.payments(invoice_id)
-            return detail(invoice, customer, memos, payments)
+            return detail(document, customer, memos, payments)
 
         inputs = (invoice_id, customer)
         return await self._view("portal.invoice", versions.documents, inputs, build)
@@ -197,8 +191,9 @@ class PortalService:
             series = await self._usage.period(terms, today)
             return usage_view(customer.id, period, is_open, series)
 
-        # The open period's series grows by a day at midnight: today is an input.
-        inputs = (terms, today if is_open else None)
+        # The open period's series grows by a day at midnight: today is an input. The
+        # meters listed include those the period's documents bill: their stamp is one.
+        inputs = (terms, versions.documents, today if is_open else None)
         return await self._view("portal.usage", versions.usage, inputs, build, usage=True)
 
     async def estimate(

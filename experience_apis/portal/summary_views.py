@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from canonical.model import Base, Customer, Invoice
+from canonical.model import Base, Customer
 from experience_apis.portal.views import (
     PortalCustomer,
     PortalInvoiceSummary,
     customer_view,
     summary,
 )
+from process_apis.invoices.queries import IssuedDocument
 from process_apis.receivables import CurrencyBalance
 from process_apis.usage.terms import CustomerTerms
 
@@ -52,7 +53,7 @@ def summary_view(
     customer: Customer,
     terms: CustomerTerms,
     balances: list[CurrencyBalance],
-    latest: Invoice | None,
+    latest: IssuedDocument | None,
 ) -> PortalCustomerSummary:
     subscriptions = []
     first_plan = {}

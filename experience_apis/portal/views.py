@@ -14,13 +14,12 @@ from typing import Any, Literal
 
 from canonical.model import Base, Customer, DocumentKind, Invoice, Page
 from canonical.money import total
-from experience_apis.documents import document_fields
+from experience_apis.documents import document_fields, percent
+from process_apis.invoices.queries import IssuedDocument, IssuedStatus
 from process_apis.lineage.views import EventRef
-from process_apis.partners import ISSUED
 from process_apis.receivables import AppliedPayment
 
 __all__ = [
-    "VISIBLE",
     "PortalCustomer",
     "PortalEvent",
     "PortalEventList",
@@ -36,17 +35,12 @@ __all__ = [
     "summary",
 ]
 
-# Drafts are work in progress; customers see documents from finalization on.
-VISIBLE = ISSUED
-
-Status = Literal["finalized", "posted", "partially_paid", "paid", "void"]
-
 
 class PortalInvoiceSummary(Base):
     id: str
     number: str
     kind: DocumentKind
-    status: Status
+    status: IssuedStatus  # customers see documents from finalization on
     period: str  # YYYY-MM
     period_start: date
     period_end: date
@@ -129,12 +123,8 @@ class PortalEventList(Page):
     data: list[PortalEvent]
 
 
-def _percent(rate: Decimal) -> Decimal:
-    return (rate * 100).normalize()
-
-
-def summary(invoice: Invoice) -> PortalInvoiceSummary:
-    return PortalInvoiceSummary(**document_fields(invoice))
+def summary(document: IssuedDocument) -> PortalInvoiceSummary:
+    return PortalInvoiceSummary(**document_fields(document))
 
 
 def customer_view(customer: Customer) -> PortalCustomer:
@@ -153,7 +143,7 @@ def _taxes(invoice: Invoice) -> list[PortalTax]:
         groups[tax.rate, tax.kind, tax.jurisdiction, tax.note].append(line)
     return [
         PortalTax(
-            rate_percent=_percent(rate),
+            rate_percent=percent(rate),
             kind=kind,
             jurisdiction=jurisdiction,
             taxable_amount=total((line.amount for line in lines), invoice.currency),
@@ -165,13 +155,14 @@ def _taxes(invoice: Invoice) -> list[PortalTax]:
 
 
 def detail(
-    invoice: Invoice,
+    document: IssuedDocument,
     customer: Customer,
-    memos: list[Invoice],
+    memos: list[IssuedDocument],
     payments: list[AppliedPayment],
 ) -> PortalInvoice:
+    invoice = document.invoice
     return PortalInvoice(
-        **document_fields(invoice),
+        **document_fields(document),
         customer=customer_view(customer),
         lines=[
             PortalLine(
@@ -182,7 +173,7 @@ def detail(
                 quantity=line.quantity,
                 unit_price=line.unit_price,
                 amount=line.amount,
-                tax_rate_percent=_percent(line.tax.rate),
+                tax_rate_percent=percent(line.tax.rate),
                 tax_amount=line.tax.amount,
                 tax_note=line.tax.note,
                 event_count=line.event_count,

@@ -4,11 +4,17 @@ plan of every segment and the meters those plans charge.
 
 Read from the CRM and the billing engine on every request that needs them (a few
 lookups): the views built from them are cached keyed by the terms themselves, so a
-changed plan or amendment is never answered from a view rated on the old one."""
+changed plan or amendment is never answered from a view rated on the old one. The
+billing port reads plans and meters one at a time (no batch read): each distinct plan
+and each charged meter is asked for once, a few at a time, rather than one after the
+other or by listing every meter of the engine."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+from typing import TypeVar
 
 import msgspec
 
@@ -19,7 +25,14 @@ from process_apis.billing.segments import Segment, segments
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
-__all__ = ["CustomerTerms", "TermsReader", "usage_period"]
+__all__ = ["CustomerTerms", "TermsReader", "meters_by_code", "usage_period"]
+
+# Lookups of one read in flight at once: a request waits one round trip, not one per
+# plan or meter, and holds no more than a few connections of the engine's pool.
+LOOKUPS = 4
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def usage_period(requested: Period | None, now: datetime) -> Period:
@@ -68,21 +81,51 @@ class TermsReader:
         )
         subscriptions = sorted(subscriptions, key=lambda s: s.id)
         plan_ids = sorted({seg.plan_id for s in subscriptions for seg in segments(s, period)})
-        plans = {plan_id: await self._billing.get_plan(plan_id) for plan_id in plan_ids}
+        plans = await _each(self._billing.get_plan, plan_ids)
         charged = {
             code
             for plan in plans.values()
             for c in plan.charges
             if (code := getattr(c, "meter_code", None)) is not None
         }
-        meters = {}
-        if charged:
-            known = {m.code: m for m in await self._billing.list_meters()}
-            meters = {code: known[code] for code in sorted(charged) if code in known}
         return CustomerTerms(
             customer_id=customer_id,
             period=period,
             subscriptions=subscriptions,
             plans=plans,
-            meters=meters,
+            meters=await meters_by_code(self._billing, charged),
         )
+
+
+async def meters_by_code(billing: BillingPort, codes: Iterable[str]) -> dict[str, Meter]:
+    """The meters of ``codes`` the engine knows, by code (a code it does not know is
+    left out)."""
+
+    async def meter(code: str) -> Meter | None:
+        try:
+            return await billing.get_meter(code)
+        except errors.NotFound:
+            return None
+
+    found = await _each(meter, sorted(set(codes)))
+    return {code: m for code, m in found.items() if m is not None}
+
+
+async def _each(lookup: Callable[[K], Awaitable[V]], keys: list[K]) -> dict[K, V]:
+    """``lookup`` of every key, ``LOOKUPS`` at a time, in the order of ``keys``. The
+    first error is raised as is (a ``NotFound`` stays a 404) and cancels the others."""
+    gate = asyncio.Semaphore(LOOKUPS)
+
+    async def one(key: K) -> V:
+        async with gate:
+            return await lookup(key)
+
+    tasks = [asyncio.ensure_future(one(key)) for key in keys]
+    try:
+        values = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # none left running unseen
+        raise
+    return dict(zip(keys, values, strict=True))

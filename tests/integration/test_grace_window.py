@@ -5,7 +5,7 @@ finalizes the drafts, which the runner starts by itself."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from canonical.time import Period, utcnow
@@ -14,6 +14,7 @@ from tests.support.app import gateway_client
 from tests.support.seeding import USAGE_PLAN, moments, seed
 
 INVOICES = "/process/billing/v1/invoices"
+PORTAL = "/experience/portal/v1"
 
 
 async def _calls(client, prefix: str, count: int, period: Period) -> dict:
@@ -55,6 +56,7 @@ async def test_late_events_in_the_window_update_the_draft_then_it_is_finalized(
         # 49 platform + 10 calls at 0.002, and 19 % VAT.
         assert Decimal(draft["subtotal"]) == Decimal("49.02")
         assert (await c.outbox.drain()).posted == 0  # a draft never reaches the ERP
+        assert (await client.get(f"{PORTAL}/customers/cus_de/invoices")).json()["data"] == []
         # Reconciled in the window: the drafts bill the events, and nothing is due in the
         # ERP yet (neither pending nor a variance).
         report = await c.reconciliation.reconcile(period)
@@ -87,6 +89,13 @@ async def test_late_events_in_the_window_update_the_draft_then_it_is_finalized(
         assert await c.billing_runner.run_pending() == 1
         [final] = await _documents(client)
         assert final["status"] == "finalized" and final["number"] == draft["number"]
+        # Issued when it was finalized, not when its draft was created, days before:
+        # what the customer reads.
+        [listed] = (await client.get(f"{PORTAL}/customers/cus_de/invoices")).json()["data"]
+        issued = (await client.get(f"{PORTAL}/invoices/{final['id']}")).json()
+        assert (listed["id"], issued["id"]) == (final["id"], final["id"])
+        assert datetime.fromisoformat(listed["issued_at"]) == later
+        assert datetime.fromisoformat(issued["issued_at"]) == later
         assert (await c.outbox.drain()).posted == 2
         [posted] = await _documents(client)
         assert posted["status"] == "posted" and Decimal(posted["total"]) == Decimal("58.35")

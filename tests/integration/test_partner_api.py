@@ -319,6 +319,49 @@ async def test_a_partner_reads_its_customers_balances_documents_and_usage(databa
         ] == [("calls", 12, 12, 10), ("storage", 0, 0, 5)]
 
 
+async def test_a_draft_voided_before_finalization_is_never_shown(database_url):
+    """A draft of cus_a1 voided before it was finalized was never issued: its partner
+    neither lists it (not even as void) nor reads it (the 404 of an unknown id), and it
+    is not the last invoice, though it bills this period and is the newest."""
+    async with gateway_client(database_url, worker_in_process=False) as client:
+        world = await build_world(client)
+        this, last = world["this"], world["last"]
+        a1_this = world["invoices"]["cus_a1", str(this)]
+        draft = msgspec.structs.replace(
+            a1_this,
+            id=new_id("inv"),
+            number=f"DRAFT-{new_id('x')}",
+            subscription_id="sub_other",
+            status="draft",
+            erp_document_id=None,
+            amount_paid=Decimal(0),
+            lines=[msgspec.structs.replace(line, id=new_id("il")) for line in a1_this.lines],
+            created_at=utcnow(),
+        )
+        async with client.container.sessions.begin() as session:
+            await write_invoice(session, draft, [None] * len(draft.lines))
+        voided, memo = await client.container.lifecycle.void(draft.id, "not needed")
+        assert (voided.status, memo) == ("void", None)
+        alpha = await partner_headers(client, "prt_alpha")
+
+        async def get(path: str, **params) -> dict:
+            response = await client.get(PARTNER + path, headers=alpha, params=params)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        listed = await get("/customers/cus_a1/invoices")
+        assert [i["id"] for i in listed["data"]] == [
+            world["invoices"]["cus_a1", str(last)].id,
+            a1_this.id,
+        ]
+        assert (await get("/customers/cus_a1/invoices", status="void"))["data"] == []
+        unknown = await client.get(f"{PARTNER}/invoices/inv_nobody", headers=alpha)
+        detail = await client.get(f"{PARTNER}/invoices/{draft.id}", headers=alpha)
+        assert not_found_shape(detail, draft.id) == not_found_shape(unknown, "inv_nobody")
+        summary = await get("/customers/cus_a1/billing-summary")
+        assert summary["last_invoice"]["id"] == a1_this.id
+
+
 def not_found_shape(response, asked_id: str) -> dict:
     """A 404 with the asked id and the correlation id taken out: what must be identical
     whether the id is unknown or another tenant's."""

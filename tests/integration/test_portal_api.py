@@ -25,9 +25,12 @@ from datetime import date
 from decimal import Decimal
 
 import httpx
+import msgspec
 
-from canonical.model import ErpPaymentIn, FlatCharge, PerUnitCharge, PricePlan
+from canonical.ids import new_id
+from canonical.model import ErpPaymentIn, FlatCharge, PerUnitCharge, PricePlan, Subscription
 from canonical.time import Period, utcnow
+from process_apis.invoices.store import write_invoice
 from tests.support.app import gateway_client
 from tests.support.auth import bearer
 from tests.support.problems import assert_problem
@@ -258,6 +261,81 @@ async def test_invoices_with_filters_pages_lines_tax_memos_and_payments(database
         ]
 
 
+async def test_tax_rates_print_as_plain_percentages(database_url):
+    """France's 20 % reads "20" (a French consumer pays it, via OSS), Germany's "19",
+    a reverse charge "0": the percentages a printed invoice shows, never 2E+1."""
+    async with portal_client(database_url) as client:
+        c = client.container
+        await seed(c, PLAN)
+        await c.crm.put_customer(customer("cus_fr_b2c", name="Jeanne Martin", billing_country="FR"))
+        await c.crm.put_subscription(
+            Subscription(
+                id="sub_fr_b2c",
+                customer_id="cus_fr_b2c",
+                plan_id=PLAN.id,
+                start_date=date(2020, 1, 1),
+            )
+        )
+        await c.billing_runs.run(DEC)
+        page, _ = await c.invoices.list(limit=10)
+        invoice_of = {i.customer_id: i.id for i in page}
+
+        printed = {}
+        for customer_id in ("cus_fr_b2c", "cus_de", "cus_fr"):
+            detail = await get_json(client, f"/invoices/{invoice_of[customer_id]}")
+            [tax] = detail["taxes"]
+            rates = {line["tax_rate_percent"] for line in detail["lines"]}
+            printed[customer_id] = (tax["rate_percent"], tax["kind"], rates)
+        assert printed == {
+            "cus_fr_b2c": ("20", "oss", {"20"}),
+            "cus_de": ("19", "domestic", {"19"}),
+            "cus_fr": ("0", "reverse_charge", {"0"}),
+        }
+        fr = await get_json(client, f"/invoices/{invoice_of['cus_fr_b2c']}")
+        assert (D(fr["taxes"][0]["tax_amount"]), D(fr["total"])) == (D("9.80"), D("58.80"))
+
+
+async def test_a_draft_voided_before_finalization_is_never_shown(database_url):
+    """A draft voided before it was finalized is void, yet was never issued: not listed
+    (not even as void), its detail and lines answer the 404 of an unknown id, and it is
+    not the customer's latest invoice, though it is January's and newer than the one
+    issued."""
+    async with portal_client(database_url) as client:
+        c = client.container
+        invoices = await build_world(client)
+        dec, jan = invoices["cus_de", "2025-12"], invoices["cus_de", "2026-01"]
+        draft = msgspec.structs.replace(
+            jan,
+            id=new_id("inv"),
+            number=f"DRAFT-{new_id('x')}",
+            subscription_id="sub_other",
+            status="draft",
+            erp_document_id=None,
+            lines=[msgspec.structs.replace(line, id=new_id("il")) for line in jan.lines],
+            created_at=utcnow(),
+        )
+        async with c.sessions.begin() as session:
+            await write_invoice(session, draft, [None] * len(draft.lines))
+        voided, memo = await c.lifecycle.void(draft.id, "not needed")
+        assert (voided.status, memo) == ("void", None)
+
+        listed = await get_json(client, "/customers/cus_de/invoices")
+        assert [i["id"] for i in listed["data"]] == [dec.id, jan.id]
+        assert (await get_json(client, "/customers/cus_de/invoices", status="void"))["data"] == []
+        in_january = await get_json(client, "/customers/cus_de/invoices", period="2026-01")
+        assert [i["id"] for i in in_january["data"]] == [jan.id]
+        unknown = not_found_shape(await client.get(f"{PORTAL}/invoices/inv_nobody"), "inv_nobody")
+        detail = await client.get(f"{PORTAL}/invoices/{draft.id}")
+        assert not_found_shape(detail, draft.id) == unknown
+        line = draft.lines[0].id
+        events = await client.get(f"{PORTAL}/invoices/{draft.id}/lines/{line}/events")
+        assert_problem(events, 404)
+        summary = await get_json(client, "/customers/cus_de")
+        assert summary["latest_invoice"]["id"] == jan.id
+        # It was never in the ledger either: the balance is the two issued invoices'.
+        assert amounts(summary["balances"], "invoiced") == [(D("116.84"),)]
+
+
 async def test_usage_estimate_and_the_events_behind_a_line(database_url):
     async with portal_client(database_url) as client:
         invoices = await build_world(client)
@@ -314,6 +392,17 @@ async def test_usage_estimate_and_the_events_behind_a_line(database_url):
         rest = await get_json(client, url, limit=2, starting_after=first["data"][-1]["seq"])
         assert ([e["id"] for e in rest["data"]], rest["has_more"]) == (["c3"], False)
         assert rest["data"][0]["timestamp"] == "2026-01-05T09:00:00Z"
+        # Another customer's event is no cursor of this line: refused as an unknown seq
+        # is, so the cursor tells nothing of which events exist.
+        fr_jan = invoices["cus_fr", "2026-01"]
+        fr_line = next(line for line in fr_jan.lines if line.meter_code == "calls")
+        [fr_event] = (await get_json(client, f"/invoices/{fr_jan.id}/lines/{fr_line.id}/events"))[
+            "data"
+        ]
+        assert fr_event["id"] == "f1"
+        for seq in (fr_event["seq"], 999_999):
+            response = await client.get(PORTAL + url, params={"starting_after": seq})
+            assert_problem(response, 400, "invalid_cursor")
         fee = next(
             line
             for line in (await get_json(client, f"/invoices/{jan.id}"))["lines"]

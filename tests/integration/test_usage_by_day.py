@@ -18,6 +18,7 @@ from canonical.time import Period, midnight
 from process_apis.billing.aggregation import UsageWindow, aggregate, aggregate_days
 from process_apis.usage.summaries import DayUsage, UsageSummaries
 from process_apis.usage.terms import CustomerTerms
+from system_apis.billing.reference import ReferenceBilling
 from tests.integration.test_billing_aggregation import POOLS, _properties, store
 
 D = Decimal
@@ -176,15 +177,16 @@ async def test_a_month_of_usage_costs_a_few_statements(sessions, engine):
     def count(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
 
-    summaries = UsageSummaries(sessions)
+    summaries = UsageSummaries(sessions, ReferenceBilling(sessions))
     sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
         month = await summaries.period(terms, date(2026, 4, 15))
     finally:
         sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
-    # Per event type one query for the month and one for its days (and on PostgreSQL a
-    # setting per call): a window per day would take 2 x 31 more.
-    assert len(statements) <= 2 * 2 + 2, statements
+    # One query for the period's documents; per event type one for the month and one for
+    # its days (and on PostgreSQL a setting per call): a window per day would take 2 x 31
+    # more.
+    assert len(statements) <= 1 + 2 * 2 + 2, statements
 
     open_month = await summaries.period(terms, date(2026, 3, 10))
     async with sessions() as session:
