@@ -99,5 +99,7 @@ class BackgroundLoop:
             log.warning("%s: still working after %ss; cancelled", self.name, grace)
             task.cancel()
             await asyncio.wait({task}, timeout=2.0)
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(self.stopped(), 2.0)
+        except Exception:  # closing goes on; what it left undone is only logged
+            log.warning("%s: stopping did not complete", self.name, exc_info=True)

@@ -6,7 +6,7 @@ Events whose property is missing or not numeric do not contribute to sum/max/lat
 Every stored event counts, ``matched`` or not: an event whose customer or meter appeared
 after it arrived is billed by the next run (reconciliation reads them the same way).
 
-Two implementations of the one definition:
+Three implementations of the one definition:
 
 - ``aggregate``: one customer, its events read into Python. The reference, used by
   reconciliation, and by a run for the rare window SQL cannot reproduce exactly.

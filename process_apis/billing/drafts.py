@@ -15,6 +15,7 @@ a memo; the first run after the window finalizes them.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import msgspec
 import sqlalchemy as sa
@@ -23,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from canonical.model import Invoice
 from canonical.time import Period, utcnow
 from process_apis.audit import append
+from process_apis.exceptions.service import raise_exceptions
+from process_apis.invoices.lifecycle import DRAFT_NOT_FINALIZED, finalize_draft
 from process_apis.invoices.store import write_lines
-from process_apis.tables import billing_runs, invoice_lines, invoices, postings
+from process_apis.tables import billing_runs, invoice_lines, invoices
 
-__all__ = ["DraftRefresher", "finalize_due", "grace_over", "status_for"]
+__all__ = ["DraftRefresher", "finalize_due", "grace_over", "raise_leftovers", "status_for"]
 
-_DRAFT_KEY = ("subscription_id", "period_start", "legal_entity_id", "currency")
+# An invoice ready to write, but for its number, and the event type behind each line.
+Draft = tuple[Invoice, list[str | None]]
 
 
 def grace_over(period: Period, grace: timedelta, now: datetime | None = None) -> bool:
@@ -41,44 +45,93 @@ def status_for(period: Period, grace: timedelta) -> str:
     return "draft" if grace and not grace_over(period, grace) else "finalized"
 
 
-def _same(old_lines: list, invoice: Invoice, old) -> bool:
-    new = [(ln.charge_code, ln.quantity, ln.amount, ln.tax.amount) for ln in invoice.lines]
-    was = [(r.charge_code, r.quantity, r.amount, r.tax_amount) for r in old_lines]
-    return new == was and (old.subtotal, old.tax_total) == (invoice.subtotal, invoice.tax_total)
+def _same(old_lines: list, invoice: Invoice | None, old) -> bool:
+    lines = invoice.lines if invoice is not None else []
+    new = [
+        (
+            ln.charge_code,
+            ln.quantity,
+            ln.amount,
+            ln.tax.amount,
+            ln.event_count,
+            ln.service_start,
+            ln.service_end,
+        )
+        for ln in lines
+    ]
+    was = [
+        (
+            r.charge_code,
+            r.quantity,
+            r.amount,
+            r.tax_amount,
+            r.event_count,
+            r.service_start,
+            r.service_end,
+        )
+        for r in old_lines
+    ]
+    totals = (invoice.subtotal, invoice.tax_total) if invoice is not None else (0, 0)
+    return new == was and (old.subtotal, old.tax_total) == totals
 
 
 class DraftRefresher:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
 
-    async def refresh(self, drafts: list[tuple[Invoice, list[str | None]]], finalize: bool) -> int:
-        """Bring a subscription's drafts in line with ``drafts`` (its new rating, one per
-        currency, not numbered) and finalize them if ``finalize``; how many documents
-        were updated or finalized. A currency the drafts lacked is left to the writer."""
+    async def refresh(
+        self, subscription_id: str, period: Period, drafts: list[Draft], finalize: bool
+    ) -> tuple[int, list[Draft]]:
+        """Bring a subscription's drafts for ``period`` in line with ``drafts`` (its new
+        rating, one per currency, not numbered) and finalize them if ``finalize``: how
+        many documents were updated, finalized or voided, and the drafts that matched no
+        draft row (a currency the rating gained), left to the writer.
+
+        A draft whose currency is no longer rated is emptied while the window is open
+        (the currency may come back: the unique index allows one document per currency)
+        and voided when it closes. The rows are locked before their lines are read, so a
+        concurrent refresh waits and then sees this one's lines, or a row no longer a
+        draft."""
         changed = 0
+        unmatched: list[Draft] = []
         async with self._sessions.begin() as session:
-            for invoice, event_types in drafts:
-                old = (
-                    await session.execute(
-                        sa.select(invoices).where(
-                            *(invoices.c[k] == getattr(invoice, k) for k in _DRAFT_KEY),
-                            invoices.c.kind == "invoice",
-                        )
+            rows = (
+                await session.execute(
+                    sa.select(invoices)
+                    .where(
+                        invoices.c.subscription_id == subscription_id,
+                        invoices.c.period_start == period.first_day,
+                        invoices.c.kind == "invoice",
+                        invoices.c.status == "draft",
                     )
-                ).first()
-                if old is None or old.status != "draft":
+                    .order_by(invoices.c.id)
+                    .with_for_update()
+                )
+            ).all()
+            by_key = {(r.legal_entity_id, r.currency): r for r in rows}
+            for invoice, event_types in drafts:
+                old = by_key.pop((invoice.legal_entity_id, invoice.currency), None)
+                if old is None:
+                    unmatched.append((invoice, event_types))
                     continue
                 changed += await self._update(session, old, invoice, event_types, finalize)
-        return changed
+            for old in by_key.values():
+                if finalize:
+                    changed += await self._void(session, old)
+                else:
+                    changed += await self._update(session, old, None, [], finalize=False)
+        return changed, unmatched
 
     async def _update(
         self,
         session: AsyncSession,
         old,
-        invoice: Invoice,
+        invoice: Invoice | None,
         event_types: list[str | None],
         finalize: bool,
     ) -> int:
+        """Replace a locked draft's lines and totals by ``invoice`` (``None``: none) and
+        finalize it if ``finalize``."""
         old_lines = (
             await session.execute(
                 sa.select(invoice_lines)
@@ -90,58 +143,63 @@ class DraftRefresher:
         if same and not finalize:
             return 0
         now = utcnow()
-        values: dict = {}
+        new_total = invoice.total if invoice is not None else Decimal(0)
         if not same:
+            # The guard comes first: nothing is written to a row no longer a draft.
+            moved = await session.execute(
+                sa.update(invoices)
+                .where(invoices.c.id == old.id, invoices.c.status == "draft")
+                .values(
+                    subtotal=invoice.subtotal if invoice is not None else Decimal(0),
+                    tax_total=invoice.tax_total if invoice is not None else Decimal(0),
+                    total=new_total,
+                )
+            )
+            if moved.rowcount != 1:
+                return 0
             await session.execute(
                 sa.delete(invoice_lines).where(invoice_lines.c.invoice_id == old.id)
             )
-            kept = msgspec.structs.replace(invoice, id=old.id, number=old.number)
-            await write_lines(session, [(kept, event_types)])
-            values |= {
-                "subtotal": invoice.subtotal,
-                "tax_total": invoice.tax_total,
-                "total": invoice.total,
-            }
-        if finalize:
-            values |= {"status": "finalized", "finalized_at": now}
-        moved = await session.execute(
-            sa.update(invoices)
-            .where(invoices.c.id == old.id, invoices.c.status == "draft")
-            .values(**values)
-        )
-        if moved.rowcount != 1:
-            return 0
-        if not same:
+            if invoice is not None:
+                kept = msgspec.structs.replace(invoice, id=old.id, number=old.number)
+                await write_lines(session, [(kept, event_types)])
             await append(
                 session,
                 action="invoice.draft_updated",
                 subject_type="invoice",
                 subject_id=old.id,
-                data={"number": old.number, "was": str(old.total), "total": str(invoice.total)},
+                data={"number": old.number, "was": str(old.total), "total": str(new_total)},
             )
-        if finalize:
-            await session.execute(
-                postings.insert().values(
-                    invoice_id=old.id,
-                    status="pending",
-                    attempts=0,
-                    correlation_id=old.correlation_id,
-                    updated_at=now,
-                )
-            )
-            await append(
-                session,
-                action="invoice.finalized",
-                subject_type="invoice",
-                subject_id=old.id,
-                data={"number": old.number, "total": str(invoice.total)},
-            )
+        if finalize and not await finalize_draft(session, old, now, total=new_total):
+            return 0
+        return 1
+
+    async def _void(self, session: AsyncSession, old) -> int:
+        """Void a locked draft no longer rated when its window closes (its number stays
+        used, so the series has no gap)."""
+        reason = "no longer billed when the grace window closed"
+        moved = await session.execute(
+            sa.update(invoices)
+            .where(invoices.c.id == old.id, invoices.c.status == "draft")
+            .values(status="void", voided_at=utcnow(), void_reason=reason)
+        )
+        if moved.rowcount != 1:
+            return 0
+        await append(
+            session,
+            action="invoice.voided",
+            subject_type="invoice",
+            subject_id=old.id,
+            data={"number": old.number, "total": str(old.total), "reason": reason},
+        )
         return 1
 
 
 async def finalize_due(sessions: async_sessionmaker, grace: timedelta) -> list[Period]:
     """Periods whose grace window is over and that still hold drafts, with no run of the
-    period waiting or running: a run finalizes them."""
+    period waiting or running and none completed since the window closed: a run
+    finalizes them. What that run leaves a draft, no run can finalize (``raise_leftovers``
+    tells finance); starting another each round would change nothing."""
     async with sessions() as session:
         starts = (
             await session.execute(
@@ -151,13 +209,58 @@ async def finalize_due(sessions: async_sessionmaker, grace: timedelta) -> list[P
             )
         ).scalars()
         periods = [Period.parse(f"{s.year:04d}-{s.month:02d}") for s in starts]
-        busy = set(
-            (
-                await session.execute(
-                    sa.select(billing_runs.c.period).where(
-                        billing_runs.c.status.in_(("queued", "running"))
-                    )
-                )
-            ).scalars()
+        periods = [p for p in periods if grace_over(p, grace)]
+        if not periods:
+            return []
+        runs = (
+            await session.execute(
+                sa.select(
+                    billing_runs.c.period,
+                    billing_runs.c.status,
+                    billing_runs.c.customer_ids,
+                    billing_runs.c.created_at,
+                ).where(billing_runs.c.period.in_([str(p) for p in periods]))
+            )
+        ).all()
+    done: set[str] = set()
+    for run in runs:
+        busy = run.status in ("queued", "running")
+        # A run of the whole period created after the window closed finalized it.
+        final = (
+            run.status == "completed"
+            and run.customer_ids is None
+            and run.created_at >= Period.parse(run.period).end + grace
         )
-    return [p for p in periods if grace_over(p, grace) and str(p) not in busy]
+        if busy or final:
+            done.add(run.period)
+    return [p for p in periods if str(p) not in done]
+
+
+async def raise_leftovers(session: AsyncSession, period: Period) -> int:
+    """Raise a ``draft_not_finalized`` exception for each draft of ``period`` that the
+    run finalizing it left a draft (its subscription out of scope, held, or billed in
+    another currency): finance finalizes or voids it by hand. How many."""
+    left = (
+        await session.execute(
+            sa.select(invoices.c.id, invoices.c.number, invoices.c.subscription_id).where(
+                invoices.c.period_start == period.first_day,
+                invoices.c.kind == "invoice",
+                invoices.c.status == "draft",
+            )
+        )
+    ).all()
+    await raise_exceptions(
+        session,
+        DRAFT_NOT_FINALIZED,
+        [
+            (
+                r.id,
+                f"draft {r.number} of {period} was not finalized when its grace window "
+                "closed; finalize or void it",
+                {"invoice_id": r.id, "subscription_id": r.subscription_id, "period": str(period)},
+                1,
+            )
+            for r in left
+        ],
+    )
+    return len(left)

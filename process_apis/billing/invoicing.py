@@ -3,8 +3,8 @@
 1. ``usage``: the usage of a chunk of subscriptions, aggregated in SQL for every service
    segment at once (split at amendments, cut at their start and end);
 2. ``draft``: for one subscription, each segment rated through the billing port, the
-   charges taxed through the tax port per currency: one finalized invoice per currency,
-   not yet numbered;
+   charges taxed through the tax port per currency: one invoice per currency (a draft
+   while the period's grace window is open, else finalized), not yet numbered;
 3. ``write``: the drafts of many subscriptions numbered and written with their outbox
    rows in one transaction.
 
@@ -47,7 +47,7 @@ from process_apis.billing.aggregation import (
     aggregate,
     aggregate_windows,
 )
-from process_apis.billing.drafts import status_for
+from process_apis.billing.drafts import Draft, status_for
 from process_apis.billing.segments import rate_segment, segment_window, segments
 from process_apis.invoices.store import next_invoice_numbers, write_invoices
 from process_apis.posting.service import posting_date
@@ -58,16 +58,14 @@ from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
 from system_apis.tax.port import TaxableLine, TaxPort, TaxRequest
 
-__all__ = ["CONCURRENT", "Draft", "RunMasterData", "SubscriptionBiller", "Usage"]
+__all__ = ["Draft", "RunMasterData", "SubscriptionBiller", "Usage"]
 
 # Customers per page when a run reads them all (the most the CRM contract serves).
 _PAGE = 100
 # Subscriptions drafted at once (calls in flight to the billing and tax ports). One on
 # SQLite: its single writer and aiosqlite's threads (which share the GIL) serialise the
 # ports' database work anyway, and their contention costs more than it overlaps.
-CONCURRENT = 8
-# An invoice ready to write, but for its number, and the event type behind each line.
-Draft = tuple[Invoice, list[str | None]]
+_CONCURRENT = 8
 # A rated charge (for its service window, ``period_start``/``period_end``) with the
 # quantity behind it.
 Rated = tuple[RatedCharge, MeterQuantity | None]
@@ -231,12 +229,12 @@ class SubscriptionBiller:
         masters: RunMasterData,
         usage: Usage,
     ) -> dict[str, list[Draft] | Exception]:
-        """``draft`` for each subscription, up to ``CONCURRENT`` at a time (rating and tax
+        """``draft`` for each subscription, up to ``_CONCURRENT`` at a time (rating and tax
         are calls to other systems: waited for together, not one after the other); per
         subscription id, its drafts or the error it raised."""
         bind = self._sessions.kw.get("bind")
         sqlite = bind is not None and bind.dialect.name == "sqlite"
-        gate = asyncio.Semaphore(1 if sqlite else CONCURRENT)
+        gate = asyncio.Semaphore(1 if sqlite else _CONCURRENT)
 
         async def one(subscription: Subscription) -> list[Draft] | Exception:
             async with gate:

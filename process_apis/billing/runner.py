@@ -8,15 +8,12 @@ crashed one, is picked up."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from process_apis.background import BackgroundLoop
 from process_apis.billing.runs import BillingRunService
 
 __all__ = ["BillingRunner"]
-
-log = logging.getLogger("meterline.billing.runner")
 
 
 class BillingRunner(BackgroundLoop):

@@ -35,7 +35,7 @@ from canonical.model import Subscription
 from canonical.time import Period, utcnow
 from process_apis.audit import append
 from process_apis.billing.corrections import Corrections
-from process_apis.billing.drafts import DraftRefresher, finalize_due, grace_over
+from process_apis.billing.drafts import DraftRefresher, finalize_due, grace_over, raise_leftovers
 from process_apis.billing.invoicing import Draft, RunMasterData, SubscriptionBiller, Usage
 from process_apis.billing.run_model import (
     BillingRun,
@@ -237,6 +237,10 @@ class BillingRunService:
                         await self._save(run.id, owner, run.progress)
                         run.saved_at, run.saved_rated = utcnow(), run.progress.rated
         await self._save(run.id, owner, run.progress)
+        if run.finalize and row.customer_ids is None:
+            # The period's drafts are final now: any left is no run's to finalize.
+            async with self._sessions.begin() as session:
+                await raise_leftovers(session, run.period)
         await self._finish(run.id, owner, "completed", None)
 
     async def _prepare(self, row) -> _Run:
@@ -298,19 +302,25 @@ class BillingRunService:
                 pending.append((subscription, outcome))
         if not pending:
             return
-        refreshed = [(s, d) for s, d in pending if s.id in run.drafted]
-        pending = [(s, d) for s, d in pending if s.id not in run.drafted]
-        for _, drafts in refreshed:
-            # A draft in its grace window, re-rated with the events since (or finalized).
-            run.progress.invoiced += await self._drafts.refresh(drafts, run.finalize)
-        with_drafts = [drafts for _, drafts in pending if drafts]
+        # Held by an earlier run: billed now, refreshed, or found to have nothing to bill.
+        holds = {f"{s.id}:{run.period}" for s, _ in pending} & run.held_before
+        # Per subscription: documents already updated (a refreshed draft), and the drafts
+        # left to write (a new subscription's, or a currency its drafts lacked).
+        outcomes: list[tuple[int, list[Draft]]] = []
+        for subscription, drafts in pending:
+            if subscription.id in run.drafted:
+                # A draft in its grace window, re-rated with the events since (or finalized).
+                outcomes.append(
+                    await self._drafts.refresh(subscription.id, run.period, drafts, run.finalize)
+                )
+            else:
+                outcomes.append((0, drafts))
+        with_drafts = [drafts for _, drafts in outcomes if drafts]
         created = iter(await self._biller.write(with_drafts) if with_drafts else [])
-        for _, drafts in pending:
-            count = next(created) if drafts else 0  # no drafts: nothing to bill
+        for changed, drafts in outcomes:
+            count = changed + (next(created) if drafts else 0)  # no drafts: nothing to bill
             run.progress.invoiced += count
             run.progress.skipped += 0 if count else 1
-        # Held by an earlier run: billed now (or found to have nothing to bill).
-        holds = {f"{s.id}:{run.period}" for s, _ in pending} & run.held_before
         if holds:
             await self._exceptions.resolve_subjects("billing_failed", holds)
 

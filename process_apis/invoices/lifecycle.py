@@ -20,6 +20,7 @@ Every other move is refused with 409 ``invalid_transition``. Every move is audit
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 
 import msgspec
@@ -32,10 +33,18 @@ from canonical.model import Invoice
 from canonical.time import utcnow
 from process_apis.audit import append
 from process_apis.exceptions.service import resolve_exceptions
-from process_apis.invoices.store import InvoiceStore, next_invoice_number, write_invoice
+from process_apis.invoices.store import (
+    InvoiceStore,
+    next_invoice_number,
+    outbox_row,
+    write_invoice,
+)
 from process_apis.tables import invoice_lines, invoices, postings
 
-__all__ = ["ALLOWED", "InvoiceLifecycle"]
+__all__ = ["ALLOWED", "DRAFT_NOT_FINALIZED", "InvoiceLifecycle", "finalize_draft"]
+
+# The exception raised for a draft that the run finalizing its period left a draft.
+DRAFT_NOT_FINALIZED = "draft_not_finalized"
 
 # status -> the statuses a document may move to from it.
 ALLOWED: dict[str, frozenset[str]] = {
@@ -57,6 +66,32 @@ def check_move(invoice: Invoice, to: str) -> None:
         )
 
 
+async def finalize_draft(
+    session: AsyncSession, draft, now: datetime, *, total: Decimal | None = None
+) -> bool:
+    """Finalize ``draft`` (a row or an ``Invoice``) in ``session``'s transaction: status,
+    outbox row, audit; whether it was still a draft (else nothing is written).
+    ``total`` is its total when the same transaction has just changed it."""
+    moved = await session.execute(
+        sa.update(invoices)
+        .where(invoices.c.id == draft.id, invoices.c.status == "draft")
+        .values(status="finalized", finalized_at=now)
+    )
+    if moved.rowcount != 1:
+        return False
+    await session.execute(postings.insert().values(outbox_row(draft.id, draft.correlation_id, now)))
+    await append(
+        session,
+        action=f"{draft.kind}.finalized",
+        subject_type="invoice",
+        subject_id=draft.id,
+        data={"number": draft.number, "total": str(draft.total if total is None else total)},
+    )
+    # A draft its period's run left behind, now finalized by hand: settled.
+    await resolve_exceptions(session, DRAFT_NOT_FINALIZED, {draft.id}, resolution="finalized")
+    return True
+
+
 class InvoiceLifecycle:
     def __init__(
         self, sessions: async_sessionmaker, *, wake_outbox: Callable[[], None] = lambda: None
@@ -71,22 +106,7 @@ class InvoiceLifecycle:
         check_move(invoice, "finalized")
         now = utcnow()
         async with self._sessions.begin() as session:
-            moved = await session.execute(
-                sa.update(invoices)
-                .where(invoices.c.id == invoice_id, invoices.c.status == "draft")
-                .values(status="finalized", finalized_at=now)
-            )
-            _raced(moved, invoice)
-            await session.execute(
-                postings.insert().values(
-                    invoice_id=invoice_id,
-                    status="pending",
-                    attempts=0,
-                    correlation_id=invoice.correlation_id,
-                    updated_at=now,
-                )
-            )
-            await _audit(session, invoice, "finalized")
+            _raced(await finalize_draft(session, invoice, now), invoice)
         self._wake_outbox()
         return await self._invoices.get(invoice_id)
 
@@ -110,8 +130,11 @@ class InvoiceLifecycle:
                 .where(invoices.c.id == invoice_id, invoices.c.status == invoice.status)
                 .values(status="void", voided_at=utcnow(), void_reason=reason)
             )
-            _raced(moved, invoice)
+            _raced(moved.rowcount == 1, invoice)
             await _audit(session, invoice, "voided", {"reason": reason})
+            await resolve_exceptions(
+                session, DRAFT_NOT_FINALIZED, {invoice.id}, resolution="voided"
+            )
         if memo is not None:
             self._wake_outbox()
         voided = await self._invoices.get(invoice_id)
@@ -165,8 +188,8 @@ class InvoiceLifecycle:
         return memo
 
 
-def _raced(result, invoice: Invoice) -> None:
-    if result.rowcount != 1:  # another request moved it between the read and the update
+def _raced(moved: bool, invoice: Invoice) -> None:
+    if not moved:  # another request moved it between the read and the update
         raise errors.Conflict(f"{invoice.number} changed meanwhile; read it again and retry")
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "InvoiceStore",
     "next_invoice_number",
     "next_invoice_numbers",
+    "outbox_row",
     "write_invoice",
     "write_invoices",
     "write_lines",
@@ -84,18 +85,23 @@ async def write_invoices(
     await write_lines(session, documents)
     # Drafts (a grace window) reach the outbox when they are finalized.
     outbox = [
-        {
-            "invoice_id": invoice.id,
-            "status": "pending",
-            "attempts": 0,
-            "correlation_id": invoice.correlation_id,
-            "updated_at": now,
-        }
+        outbox_row(invoice.id, invoice.correlation_id, now)
         for invoice, _ in documents
         if invoice.status != "draft"
     ]
     if outbox:
         await session.execute(postings.insert(), outbox)
+
+
+def outbox_row(invoice_id: str, correlation_id: str | None, now: datetime) -> dict:
+    """A document's pending ERP posting: the outbox worker posts it."""
+    return {
+        "invoice_id": invoice_id,
+        "status": "pending",
+        "attempts": 0,
+        "correlation_id": correlation_id,
+        "updated_at": now,
+    }
 
 
 async def write_lines(
