@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.money import ZERO
-from canonical.time import Period, as_utc
+from canonical.time import Period
 from process_apis.reconciliation.quantities import standing
 from process_apis.tables import exceptions, invoices, postings, usage_events
 
@@ -196,7 +196,7 @@ async def _outbox(
         counts[currency, kind, status] += 1
         sums[currency, kind, status] += total
         if status == "posted" and posted_at is not None:
-            key = (as_utc(posted_at).date(), currency, kind)
+            key = (posted_at.date(), currency, kind)
             posted_counts[key] += 1
             posted_sums[key] += total
     outbox = [

@@ -133,23 +133,29 @@ class LineageService:
                 )
             ).all()
         audit, more_audit = await self._audit.list(correlation_id=correlation_id, limit=TRACE_LIMIT)
+        # Only documents Meterline recorded as posted are asked for, by the ERP's own id:
+        # one call each, none for a document the ERP never took.
+        posted = {d.id: d.erp_document_id for d in [*documents, *billing]}
+        erp_ids = [posted[i] for i in dict.fromkeys(document_ids[:TRACE_LIMIT]) if posted[i]]
         erp_documents = []
-        for document_id in dict.fromkeys(document_ids[:TRACE_LIMIT]):
-            found = await self._erp.find_document(document_id)
-            if found is not None:
-                erp_documents.append(
-                    ErpDocumentRef(
-                        id=found.id,
-                        external_ref=found.external_ref,
-                        kind=found.kind,
-                        posting_date=found.posting_date,
-                        total=found.total,
-                        currency=found.currency,
-                        amount_paid=found.amount_paid,
-                        journal_entry_id=found.journal.id,
-                        correlation_id=found.correlation_id,
-                    )
+        for erp_id in dict.fromkeys(erp_ids):
+            try:
+                found = await self._erp.get_document(erp_id)
+            except errors.NotFound:
+                continue
+            erp_documents.append(
+                ErpDocumentRef(
+                    id=found.id,
+                    external_ref=found.external_ref,
+                    kind=found.kind,
+                    posting_date=found.posting_date,
+                    total=found.total,
+                    currency=found.currency,
+                    amount_paid=found.amount_paid,
+                    journal_entry_id=found.journal.id,
+                    correlation_id=found.correlation_id,
                 )
+            )
         return CorrelationTrace(
             correlation_id=correlation_id,
             event_count=event_count,

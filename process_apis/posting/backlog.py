@@ -14,7 +14,6 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from canonical.time import as_utc
 from process_apis.tables import exceptions, invoices, postings
 
 __all__ = ["BACKLOG_STATUSES", "BacklogEntry", "PostingBacklog"]
@@ -92,15 +91,11 @@ class PostingBacklog:
                 status=row.status,
                 attempts=row.attempts,
                 last_error=row.last_error,
-                next_attempt_at=_utc(row.next_attempt_at),
-                lease_until=_utc(row.lease_until),
-                waiting_since=as_utc(row.since),
+                next_attempt_at=row.next_attempt_at,
+                lease_until=row.lease_until,
+                waiting_since=row.since,
                 exception_id=row.exception_id,
             )
             for row in rows[:limit]
         ]
         return entries, len(rows) > limit
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return as_utc(value) if value is not None else None

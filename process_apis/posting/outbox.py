@@ -14,7 +14,9 @@
 - **Never twice**: a document is leased to one worker at a time, and ``PostingService``
   resolves ambiguous commits by looking the document up by external_ref.
 
-After each drain it follows the ERP's payments (``PaymentSync``).
+After each drain it follows the ERP's payments (``PaymentSync``), then recognises
+revenue (``RevenueRecognizer``): its journals go to the ERP through the same throttle,
+circuit breaker and retry policy.
 
 Every gateway process on the embedded default runs one (``kick`` wakes it when
 invoices are written), and ``meterline worker`` runs one on its own."""
@@ -31,6 +33,7 @@ from typing import TypeVar
 from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
+from tenacity import AsyncRetrying
 
 from canonical import errors
 from canonical.model import Customer, ErpDocument, Invoice
@@ -140,23 +143,14 @@ class OutboxWorker(BackgroundLoop):
 
     async def _post(self, invoice: Invoice, customers: dict[str, Customer]) -> str:
         calls = 0
-        policy = self._policy
-        retrying = transient_retrying(
-            attempts=policy.attempts,
-            initial=policy.initial_backoff,
-            most=policy.max_backoff,
-            max_wait=policy.max_inline_wait,
-        )
+        retrying = self.retrying()
         try:
             async for attempt in retrying:
                 with attempt:
                     calls += 1
                     document = await self._call(invoice, customers)
         except OpenedState:
-            self._open_until = time.monotonic() + self._policy.breaker_reset_seconds
-            log.warning(
-                "ERP circuit open: posting paused for %ss", self._policy.breaker_reset_seconds
-            )
+            self._opened()
             await self._posting.defer(
                 invoice.id, "ERP circuit open", self._reopens_at(), attempts=calls - 1
             )
@@ -187,6 +181,22 @@ class OutboxWorker(BackgroundLoop):
         async with self._limiter, await self._breakers.get_breaker(BREAKER):
             return await call()
 
+    def retrying(self) -> AsyncRetrying:
+        """The retries of one ERP post: never a longer inline wait than the policy allows
+        (a longer pause asked for leaves the work for later, not the worker asleep)."""
+        policy = self._policy
+        return transient_retrying(
+            attempts=policy.attempts,
+            initial=policy.initial_backoff,
+            most=policy.max_backoff,
+            max_wait=policy.max_inline_wait,
+        )
+
+    def _opened(self) -> None:
+        """The breaker refused a call: no more until it lets a trial call through."""
+        self._open_until = time.monotonic() + self._policy.breaker_reset_seconds
+        log.warning("ERP circuit open: posting paused for %ss", self._policy.breaker_reset_seconds)
+
     def _reopens_at(self):
         return utcnow() + timedelta(seconds=max(0.0, self._open_until - time.monotonic()))
 
@@ -208,9 +218,9 @@ class OutboxWorker(BackgroundLoop):
                 log.warning("ERP unavailable for the payment sync: %s", exc.detail)
         if self._revenue is not None and not self.breaker_open() and not self.stopping:
             try:
-                done = await self._revenue.recognise(utcnow().date(), self.guarded)
+                done = await self._revenue.recognise(utcnow().date(), self.guarded, self.retrying)
             except OpenedState:
-                self._open_until = time.monotonic() + self._policy.breaker_reset_seconds
+                self._opened()
             else:
                 if any(done.values()):
                     log.info("revenue: %s", done)

@@ -12,6 +12,7 @@ them) and otherwise ignored."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,10 +21,11 @@ from canonical.model import ErpPayment
 from canonical.persistence import insert_ignore
 from canonical.time import utcnow
 from process_apis.audit import append
-from process_apis.tables import invoice_payments, invoices, sync_cursors
+from process_apis.posting.cursors import move_cursor, read_cursor
+from process_apis.tables import invoice_payments, invoices
 from system_apis.erp.port import ErpPort
 
-__all__ = ["PaymentSync"]
+__all__ = ["PaymentSync", "payment_status"]
 
 CURSOR = "erp_payments"
 
@@ -39,39 +41,24 @@ class PaymentSync:
         applied = 0
         while True:
             async with self._sessions() as session:
-                after = await _cursor(session)
+                after = await read_cursor(session, CURSOR)
             payments, has_more = await self._erp.list_payments(after=after, limit=self._page)
             if not payments:
                 return applied
             async with self._sessions.begin() as session:
                 for payment in payments:
                     applied += await _apply(session, payment)
-                await _move_cursor(session, after, payments[-1].id)
+                await move_cursor(session, CURSOR, payments[-1].id)
             if not has_more:
                 return applied
 
 
-async def _cursor(session: AsyncSession) -> str | None:
-    return (
-        await session.execute(
-            sa.select(sync_cursors.c.position).where(sync_cursors.c.name == CURSOR)
-        )
-    ).scalar_one_or_none()
-
-
-async def _move_cursor(session: AsyncSession, before: str | None, to: str) -> None:
-    now = utcnow()
-    if before is None:
-        await session.execute(
-            insert_ignore(sync_cursors, session.bind.dialect.name, ["name"]).values(
-                name=CURSOR, position=to, updated_at=now
-            )
-        )
-    await session.execute(
-        sa.update(sync_cursors)
-        .where(sync_cursors.c.name == CURSOR)
-        .values(position=to, updated_at=now)
-    )
+def payment_status(total: Decimal, paid: Decimal | None) -> dict[str, Any]:
+    """The ``status`` and ``paid_at`` of a posted document with ``paid`` recorded against
+    its ``total``: posted (nothing paid), partially_paid, or paid."""
+    paid = paid or Decimal(0)
+    status = "posted" if paid <= 0 else "paid" if paid >= total else "partially_paid"
+    return {"status": status, "paid_at": utcnow() if status == "paid" else None}
 
 
 async def _apply(session: AsyncSession, payment: ErpPayment) -> int:
@@ -95,20 +82,14 @@ async def _apply(session: AsyncSession, payment: ErpPayment) -> int:
     if invoice is None or seen.rowcount != 1:  # not ours, or applied already
         return 0
     paid = (invoice.amount_paid or Decimal(0)) + payment.amount
-    status = invoice.status
+    values: dict[str, Any] = {"amount_paid": paid}
     # Only a posted document moves (lifecycle.ALLOWED); a payment the ERP recorded before
-    # Meterline recorded the posting is kept in ``amount_paid``.
-    if status in ("posted", "partially_paid"):
-        status = "paid" if paid >= invoice.total else "partially_paid"
-    await session.execute(
-        sa.update(invoices)
-        .where(invoices.c.id == invoice.id)
-        .values(
-            amount_paid=paid,
-            status=status,
-            paid_at=utcnow() if status == "paid" else None,
-        )
-    )
+    # Meterline recorded the posting is kept in ``amount_paid``, and counts when it does
+    # (``PostingService.mark_posted``).
+    if invoice.status in ("posted", "partially_paid"):
+        values.update(payment_status(invoice.total, paid))
+    status = values.get("status", invoice.status)
+    await session.execute(sa.update(invoices).where(invoices.c.id == invoice.id).values(values))
     await append(
         session,
         action=f"invoice.{status}" if status in ("paid", "partially_paid") else "invoice.payment",

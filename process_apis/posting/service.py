@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from canonical.time import utcnow
 from process_apis.audit import append
 from process_apis.exceptions.service import raise_exception, resolve_exceptions
 from process_apis.invoices.store import InvoiceStore
+from process_apis.posting.payments import payment_status
 from process_apis.tables import invoices, postings
 from system_apis.crm.port import CrmPort
 from system_apis.erp.port import ErpPort
@@ -249,18 +251,24 @@ class PostingService:
                     updated_at=now,
                 )
             )
-            # Posted whatever happened meanwhile (a payment may have come first); only a
-            # finalized document moves to ``posted``.
+            # Posted whatever happened meanwhile. Only a finalized document moves, and
+            # with what the ERP was paid before this was recorded (``PaymentSync``): fully
+            # paid, it is ``paid``. Amounts are decimal text: compared here, not in SQL;
+            # the row is locked (PostgreSQL; SQLite's writer is) and the move guarded.
+            invoice = (
+                await session.execute(
+                    sa.select(invoices.c.status, invoices.c.total, invoices.c.amount_paid)
+                    .where(invoices.c.id == invoice_id)
+                    .with_for_update()
+                )
+            ).one()
+            values: dict[str, Any] = {"erp_document_id": document.id, "posted_at": now}
+            if invoice.status == "finalized":
+                values.update(payment_status(invoice.total, invoice.amount_paid))
             await session.execute(
                 sa.update(invoices)
-                .where(invoices.c.id == invoice_id)
-                .values(
-                    status=sa.case(
-                        (invoices.c.status == "finalized", "posted"), else_=invoices.c.status
-                    ),
-                    erp_document_id=document.id,
-                    posted_at=now,
-                )
+                .where(invoices.c.id == invoice_id, invoices.c.status == invoice.status)
+                .values(values)
             )
             await append(
                 session,
@@ -270,5 +278,14 @@ class PostingService:
                 data={"erp_document_id": document.id, "attempts": attempts},
                 correlation_id=document.correlation_id,
             )
+            if values.get("status") in ("partially_paid", "paid"):
+                await append(
+                    session,
+                    action=f"invoice.{values['status']}",
+                    subject_type="invoice",
+                    subject_id=invoice_id,
+                    data={"amount_paid": str(invoice.amount_paid)},
+                    correlation_id=document.correlation_id,
+                )
             # A retried document that went through closes its exception.
             await resolve_exceptions(session, "posting_failed", {invoice_id})

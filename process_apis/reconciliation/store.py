@@ -47,11 +47,6 @@ class ReportStore:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
 
-    async def keep(self, report: ReconciliationReport) -> bool:
-        """``keep_report`` in a transaction of its own."""
-        async with self._sessions.begin() as session:
-            return await keep_report(session, report)
-
     async def latest(self, period: Period) -> ReconciliationReport | None:
         """The period's latest report; None when it was never reconciled."""
         async with self._sessions() as session:

@@ -9,8 +9,9 @@ Three steps, each safe to repeat and to run in several workers at once:
    item into journals; the schedules' ``booked_through`` moves in the same transaction,
    guarded by its old value, so two workers never book an entry twice.
 3. ``post``: pending journals are sent to the ERP, idempotent by their id
-   (``external_ref``): before sending one again, a lost answer is looked up. A refusal
-   (a closed period) fails the journal with a ``revenue_posting_failed`` exception.
+   (``external_ref``): sent again, a journal the ERP booked already (its answer lost) is
+   answered with the one it holds, so no lookup comes first. A refusal (a closed period)
+   fails the journal with a ``revenue_posting_failed`` exception.
 """
 
 from __future__ import annotations
@@ -26,20 +27,22 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenacity import AsyncRetrying
 
 from canonical import correlation, errors
 from canonical.ids import new_id
 from canonical.model import Meter, RevenueJournal, RevenueJournalLine
-from canonical.persistence import insert_ignore
-from canonical.time import as_utc, midnight, utcnow
+from canonical.time import midnight, utcnow
 from process_apis.billing.aggregation import billed_events, quantity_of
 from process_apis.exceptions.service import raise_exception, resolve_exceptions
 from process_apis.invoices.reversals import reversed_invoice
+from process_apis.posting.cursors import move_cursor, read_cursor
 from process_apis.posting.service import booking_date
+from process_apis.reconciliation.quantities import direction
 from process_apis.retries import transient_retrying
 from process_apis.revenue.schedule import Plan, entries, service_days
 from process_apis.revenue.table import revenue_journals, revenue_schedules
-from process_apis.tables import invoice_lines, invoices, sync_cursors, usage_events
+from process_apis.tables import invoice_lines, invoices, usage_events
 from system_apis.billing.port import BillingPort
 from system_apis.erp.port import ErpPort
 
@@ -63,6 +66,13 @@ CURSOR_OVERLAP = timedelta(hours=1)
 T = TypeVar("T")
 # Wraps each ERP call (the outbox's throttle and circuit breaker); default: call it.
 Guard = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
+# The retries of one journal's post (the outbox's posting policy); default: a few quick
+# ones, and a longer pause asked for leaves the journal to the next pass.
+Retrying = Callable[[], AsyncRetrying]
+
+
+def _retrying() -> AsyncRetrying:
+    return transient_retrying(attempts=3, max_wait=10.0)
 
 
 async def _unguarded(call: Callable[[], Awaitable[T]]) -> T:
@@ -92,12 +102,15 @@ class RevenueRecognizer:
         self._erp = erp
         self._billing = billing
 
-    async def recognise(self, through: date, guard: Guard | None = None) -> dict[str, int]:
+    async def recognise(
+        self, through: date, guard: Guard | None = None, retrying: Retrying | None = None
+    ) -> dict[str, int]:
         """All three steps for the entries due by ``through`` (inclusive); ``guard`` wraps
-        each ERP call (the outbox passes its throttle and circuit breaker)."""
+        each ERP call and ``retrying`` retries it (the outbox passes its throttle, circuit
+        breaker and posting policy)."""
         scheduled = await self.schedule()
         booked = await self.book(through)
-        posted, failed = await self.post(guard)
+        posted, failed = await self.post(guard, retrying)
         return {"scheduled": scheduled, "journals": booked, "posted": posted, "failed": failed}
 
     # -- 1. schedules ---------------------------------------------------------------------
@@ -150,7 +163,7 @@ class RevenueRecognizer:
         self, session: AsyncSession, document: Any, lines: list[Any], meters: dict[str, Meter]
     ) -> list[dict]:
         booked_on = booking_date(document.kind, document.period_end, document.created_at)
-        sign = -1 if document.kind == "credit_memo" else 1
+        sign = direction(document.kind)
         # A void's credit memo consumes as its invoice did, day by day, so that the two
         # net on every day, not only in total.
         billing = await reversed_invoice(session, document) or document
@@ -224,7 +237,7 @@ class RevenueRecognizer:
         ).all()
         by_day: dict[date, list[Any]] = defaultdict(list)
         for row in rows:
-            by_day[as_utc(row.timestamp).date()].append(row)
+            by_day[row.timestamp.date()].append(row)
         meter = meters.get(line.meter_code or "")
         days = service_days(start, end)
         if meter is None or meter.aggregation not in ADDITIVE:
@@ -300,9 +313,14 @@ class RevenueRecognizer:
 
     # -- 3. posting -----------------------------------------------------------------------
 
-    async def post(self, guard: Guard | None = None) -> tuple[int, int]:
-        """Send the pending journals, oldest date first; (posted, failed)."""
+    async def post(
+        self, guard: Guard | None = None, retrying: Retrying | None = None
+    ) -> tuple[int, int]:
+        """Send the pending journals, oldest date first; (posted, failed). A journal still
+        failing after ``retrying``, or whose retry would wait longer than it allows, stays
+        pending for the next pass."""
         guard = guard or _unguarded
+        retrying = retrying or _retrying
         async with self._sessions() as session:
             pending = (
                 await session.execute(
@@ -326,16 +344,11 @@ class RevenueRecognizer:
                 ],
                 correlation_id=row.correlation_id,
             )
-            # A journal tried before, or retried now, may be booked already (its answer
-            # lost): look it up first. A first try just sends it.
-            lookup = row.attempts > 0
+            send = functools.partial(self._erp.post_revenue_journal, journal)
             try:
-                async for attempt in transient_retrying(attempts=3):
+                async for attempt in retrying():
                     with attempt:
-                        try:
-                            booked = await guard(functools.partial(self._send, journal, lookup))
-                        finally:
-                            lookup = True
+                        booked = await guard(send)
             except errors.UpstreamError as exc:
                 if exc.transient:  # the next round tries again
                     async with self._sessions.begin() as session:
@@ -363,10 +376,6 @@ class RevenueRecognizer:
                 await resolve_exceptions(session, FAILED_KIND, {row.id})
             posted += 1
         return posted, failed
-
-    async def _send(self, journal: RevenueJournal, lookup: bool):
-        found = await self._erp.find_revenue_journal(journal.external_ref) if lookup else None
-        return found or await self._erp.post_revenue_journal(journal)
 
     async def _note(
         self, session: AsyncSession, journal_id: str, exc: errors.MeterlineError, *, status: str
@@ -425,27 +434,15 @@ async def _lines_of(session: AsyncSession, document_ids: list[str]) -> dict[str,
 
 
 async def _cursor(session: AsyncSession) -> datetime | None:
-    position = await session.scalar(
-        sa.select(sync_cursors.c.position).where(sync_cursors.c.name == CURSOR)
-    )
+    position = await read_cursor(session, CURSOR)
     return None if position is None else datetime.fromisoformat(position)
 
 
 async def _advance(session: AsyncSession, posted_at: datetime) -> None:
     """Move the cursor forward (never back: another worker may be ahead)."""
     since = await _cursor(session)
-    if since is not None and as_utc(posted_at) <= since:
-        return
-    await session.execute(
-        insert_ignore(sync_cursors, session.bind.dialect.name, ["name"]).values(
-            name=CURSOR, position=as_utc(posted_at).isoformat(), updated_at=utcnow()
-        )
-    )
-    await session.execute(
-        sa.update(sync_cursors)
-        .where(sync_cursors.c.name == CURSOR)
-        .values(position=as_utc(posted_at).isoformat(), updated_at=utcnow())
-    )
+    if since is None or posted_at > since:
+        await move_cursor(session, CURSOR, posted_at.isoformat())
 
 
 class _BookedElsewhere(Exception):

@@ -18,7 +18,7 @@ from process_apis.reconciliation.report import (
     ReconciliationVariance,
 )
 from process_apis.reconciliation.service import EXCEPTION_KIND, ReconciliationService
-from process_apis.reconciliation.store import ReportStore
+from process_apis.reconciliation.store import ReportStore, keep_report
 from process_apis.tables import reconciliation_reports
 
 MADE = datetime(2026, 2, 3, 9, 30, 15, 123456, tzinfo=UTC)
@@ -71,23 +71,28 @@ def report(period: str, at: datetime, *, variances: int = 0) -> ReconciliationRe
 
 async def test_a_period_keeps_its_latest_report_as_it_was_made(sessions):
     store = ReportStore(sessions)
+
+    async def keep(report: ReconciliationReport) -> bool:
+        async with sessions.begin() as session:
+            return await keep_report(session, report)
+
     period = Period(2026, 1)
     assert await store.latest(period) is None
 
     first = report("2026-01", MADE, variances=1)
-    assert await store.keep(first)
+    assert await keep(first)
     assert await store.latest(period) == first  # amounts, times and variances intact
 
     later = report("2026-01", MADE + timedelta(minutes=5))
-    assert await store.keep(later)
+    assert await keep(later)
     # One that finished after it but was made before: the later one stays.
-    assert not await store.keep(report("2026-01", MADE + timedelta(minutes=1), variances=1))
+    assert not await keep(report("2026-01", MADE + timedelta(minutes=1), variances=1))
     assert await store.latest(period) == later
 
     # Other periods are their own.
     assert await store.latest(Period(2026, 2)) is None
     february = report("2026-02", MADE)
-    await store.keep(february)
+    await keep(february)
     assert (await store.latest(Period(2026, 2)), await store.latest(period)) == (february, later)
 
 
