@@ -34,7 +34,6 @@ from process_apis.invoices.lifecycle import InvoiceLifecycle
 from process_apis.invoices.queries import DocumentQueries
 from process_apis.invoices.store import InvoiceStore
 from process_apis.lineage.service import LineageService
-from process_apis.metered_usage import MeteredUsage
 from process_apis.partners import PartnerTenancy
 from process_apis.period_figures import PeriodFigures
 from process_apis.posting.backlog import PostingBacklog
@@ -104,8 +103,7 @@ class Container(msgspec.Struct, kw_only=True):
     partner: PartnerService
     # Rendered Experience API views (in process, and in Redis when configured).
     view_cache: ViewCache
-    # Set once the process services it works through exist (``build_container``).
-    finance: FinanceService | None = None
+    finance: FinanceService
     clients: ClientRegistry
     keyring: KeyRing
     # None when tokens come from an external authorization server.
@@ -266,12 +264,14 @@ def build_container(settings: Settings) -> Container:
     receivables = Receivables(sessions, invoices)
     terms = TermsReader(crm, billing)
     usage_summaries = UsageSummaries(sessions, billing)
+    # The namespace hashes the source of every view module: only a shared tier needs it.
+    view_redis = settings.redis_url if settings.experience_cache_redis else None
     view_cache = ViewCache.create(
         max_bytes=settings.experience_cache_bytes,
         ttl=settings.experience_cache_ttl_seconds,
-        redis_url=settings.redis_url if settings.experience_cache_redis else None,
+        redis_url=view_redis,
         redis_prefix=settings.redis_key_prefix,
-        namespace=view_namespace(settings.database_url),
+        namespace=view_namespace(settings.database_url) if view_redis else "",
     )
     posting = PostingService(sessions, erp, crm)
     exceptions = ExceptionService(sessions)
@@ -318,12 +318,11 @@ def build_container(settings: Settings) -> Container:
         lease=timedelta(seconds=settings.billing_run_lease_seconds),
         grace=timedelta(days=settings.billing_grace_days),
     )
-    # After a run, its invoices are posted at once: by this process's outbox worker on
-    # the embedded default (started if need be), else by a worker's, if one runs here.
+    # Invoices written here are posted at once: by this process's outbox worker on the
+    # embedded default (started if need be), else by a worker's, if one runs here.
+    wake_outbox = outbox.kick if settings.worker_in_process else outbox.wake
     billing_runner = BillingRunner(
-        billing_runs,
-        interval=settings.worker_interval_seconds,
-        after_run=outbox.kick if settings.worker_in_process else outbox.wake,
+        billing_runs, interval=settings.worker_interval_seconds, after_run=wake_outbox
     )
     clients = ClientRegistry(sessions)
     token_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
@@ -345,7 +344,18 @@ def build_container(settings: Settings) -> Container:
             audience=settings.oauth_audience,
             ttl=settings.access_token_ttl_seconds,
         )
-    container = Container(
+    reconciliation = ReconciliationService(sessions, erp, billing, crm)
+    lineage = LineageService(sessions, erp)
+    workbench = ExceptionWorkbench(
+        exceptions,
+        posting,
+        billing_runs,
+        usage,
+        recognizer,
+        wake_outbox=wake_outbox,
+        wake_runner=billing_runner.kick if settings.worker_in_process else lambda: None,
+    )
+    return Container(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -364,36 +374,35 @@ def build_container(settings: Settings) -> Container:
         outbox=outbox,
         payments=payments,
         billing_runs=billing_runs,
-        reconciliation=ReconciliationService(sessions, erp, billing, crm),
+        reconciliation=reconciliation,
         billing_runner=billing_runner,
         audit=AuditLog(sessions),
-        lineage=LineageService(sessions, erp),
-        lifecycle=InvoiceLifecycle(
-            sessions, wake_outbox=outbox.kick if settings.worker_in_process else lambda: None
-        ),
-        workbench=ExceptionWorkbench(
-            exceptions,
-            posting,
-            billing_runs,
-            usage,
-            recognizer,
-            wake_outbox=outbox.kick if settings.worker_in_process else lambda: None,
-            wake_runner=billing_runner.kick if settings.worker_in_process else lambda: None,
-        ),
+        lineage=lineage,
+        lifecycle=InvoiceLifecycle(sessions, wake_outbox=wake_outbox),
+        workbench=workbench,
         revenue=RevenueService(sessions),
         revenue_recognizer=recognizer,
         portal=PortalService(
             tenancy=tenancy,
+            invoices=invoices,
             documents=documents,
             receivables=receivables,
-            lineage=LineageService(sessions, erp),
+            lineage=lineage,
             terms=terms,
             usage=usage_summaries,
             estimates=ChargeEstimates(sessions, billing),
             versions=DataVersions(sessions),
             cache=view_cache,
         ),
-        partner=PartnerService(tenancy, receivables, MeteredUsage(terms, usage_summaries)),
+        partner=PartnerService(tenancy, receivables, terms, usage_summaries),
+        finance=FinanceService(
+            exceptions,
+            workbench,
+            reconciliation,
+            lineage,
+            PeriodFigures(sessions),
+            PostingBacklog(sessions),
+        ),
         clients=clients,
         keyring=keyring,
         token_issuer=token_issuer,
@@ -405,12 +414,3 @@ def build_container(settings: Settings) -> Container:
         stream_consumer=stream_consumer,
         view_cache=view_cache,
     )
-    container.finance = FinanceService(
-        exceptions,
-        container.workbench,
-        container.reconciliation,
-        container.lineage,
-        PeriodFigures(sessions),
-        PostingBacklog(sessions),
-    )
-    return container

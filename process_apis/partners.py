@@ -53,9 +53,11 @@ class PartnerTenancy:
             raise _no_customer(customer_id)
         return customer
 
-    async def _owner(
+    async def document_owner(
         self, partner_id: str | None, invoice_id: str
     ) -> tuple[DocumentOwner, Customer]:
+        """Whose an issued document of the tenant is, and that customer (one indexed
+        lookup, the document itself is not read)."""
         owner = await self._documents.owner(invoice_id)
         if owner is None:
             raise _no_invoice(invoice_id)
@@ -64,17 +66,11 @@ class PartnerTenancy:
         except errors.NotFound:
             raise _no_invoice(invoice_id) from None
 
-    async def document_owner(self, partner_id: str | None, invoice_id: str) -> Customer:
-        """The customer of an issued document of the tenant (one indexed lookup, the
-        document itself is not read)."""
-        _, customer = await self._owner(partner_id, invoice_id)
-        return customer
-
     async def invoice(
         self, partner_id: str | None, invoice_id: str
     ) -> tuple[IssuedDocument, Customer]:
         """An issued document of one of the tenant's customers, with that customer."""
-        owner, customer = await self._owner(partner_id, invoice_id)
+        owner, customer = await self.document_owner(partner_id, invoice_id)
         invoice = await self._invoices.get(invoice_id)
         return IssuedDocument(invoice=invoice, issued_at=owner.issued_at), customer
 

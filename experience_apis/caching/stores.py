@@ -170,10 +170,10 @@ class ViewCache:
     ) -> CachedView:
         """The view kept under ``key``, else ``build()`` rendered and kept.
 
-        ``settled``, when given, is asked on a miss, before building: whether the data
-        under the key's stamps can no longer change (``DataVersions.usage_settled``); if
-        not, the view is computed and not kept. Asked only on a miss, it costs a hit
-        nothing.
+        ``settled``, when given, is asked on a miss of a cache with a tier, before
+        building: whether the data under the key's stamps can no longer change
+        (``DataVersions.usage_settled``); if not, the view is computed and not kept.
+        Asked only on a miss, it costs a hit nothing.
 
         Concurrent misses of one key in this process compute it once: the others wait
         for that view (if it is kept; else, or if that computation fails, they compute
@@ -207,7 +207,8 @@ class ViewCache:
         settled: Callable[[], Awaitable[bool]] | None,
     ) -> tuple[CachedView, bool]:
         """``build()`` rendered, and whether it was kept under ``key``."""
-        if settled is not None and not await settled():
+        # With no tier nothing is kept anyway: whether it could be is not worth a query.
+        if self.enabled and settled is not None and not await settled():
             self.stats.uncached += 1
             return render(await build()), False
         self.stats.misses += 1

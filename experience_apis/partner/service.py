@@ -26,10 +26,10 @@ from experience_apis.partner.views import (
     invoice_summary,
     usage_summary,
 )
-from process_apis.metered_usage import MeteredUsage
 from process_apis.partners import PartnerTenancy
 from process_apis.receivables import Receivables
-from process_apis.usage.terms import usage_period
+from process_apis.usage.summaries import UsageSummaries
+from process_apis.usage.terms import TermsReader, usage_period
 
 __all__ = ["PartnerService"]
 
@@ -46,10 +46,15 @@ def _tenant(partner_id: str | None) -> str:
 
 class PartnerService:
     def __init__(
-        self, tenancy: PartnerTenancy, receivables: Receivables, usage: MeteredUsage
+        self,
+        tenancy: PartnerTenancy,
+        receivables: Receivables,
+        terms: TermsReader,
+        usage: UsageSummaries,
     ) -> None:
         self._tenancy = tenancy
         self._receivables = receivables
+        self._terms = terms
         self._usage = usage
 
     async def customers(
@@ -104,5 +109,7 @@ class PartnerService:
         customer = await self._tenancy.customer(_tenant(partner_id), customer_id)
         as_of = utcnow()
         period = usage_period(period, as_of)
-        meters = await self._usage.period(customer.id, period)
+        # The portal's usage read, without the daily series: both list the same meters.
+        terms = await self._terms.read(customer.id, period)
+        meters = await self._usage.period(terms)
         return usage_summary(customer.id, period, as_of, meters)

@@ -13,8 +13,8 @@ from canonical.money import ZERO
 from canonical.time import Period
 from experience_apis.documents import document_fields
 from process_apis.invoices.queries import IssuedDocument, IssuedStatus
-from process_apis.metered_usage import MeterUsage
 from process_apis.receivables import AppliedPayment, CurrencyBalance, amount_due
+from process_apis.usage.summaries import MeterUsageSeries
 
 __all__ = [
     "PartnerBalance",
@@ -195,7 +195,7 @@ def billing_summary(
 
 
 def usage_summary(
-    customer_id: str, period: Period, as_of: datetime, usage: list[MeterUsage]
+    customer_id: str, period: Period, as_of: datetime, usage: list[MeterUsageSeries]
 ) -> PartnerUsageSummary:
     return PartnerUsageSummary(
         customer_id=customer_id,

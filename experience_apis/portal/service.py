@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from canonical import errors
-from canonical.model import Customer
 from canonical.time import Period, as_utc, utcnow
 from experience_apis.caching import CachedView, ViewCache, cache_key
 from experience_apis.portal.summary_views import summary_view
@@ -32,7 +31,8 @@ from experience_apis.portal.views import (
     event_view,
     summary,
 )
-from process_apis.invoices.queries import DocumentQueries
+from process_apis.invoices.queries import ISSUED, DocumentQueries, IssuedDocument
+from process_apis.invoices.store import InvoiceStore
 from process_apis.lineage.service import LineageService
 from process_apis.partners import PartnerTenancy
 from process_apis.receivables import Receivables
@@ -52,6 +52,7 @@ class PortalService:
         self,
         *,
         tenancy: PartnerTenancy,
+        invoices: InvoiceStore,
         documents: DocumentQueries,
         receivables: Receivables,
         lineage: LineageService,
@@ -63,6 +64,7 @@ class PortalService:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._tenancy = tenancy
+        self._invoices = invoices
         self._documents = documents
         self._receivables = receivables
         self._lineage = lineage
@@ -72,16 +74,6 @@ class PortalService:
         self._versions = versions
         self._cache = cache
         self._clock = clock
-
-    async def _visible_customer(self, customer_id: str, partner_id: str | None) -> Customer:
-        """The customer, if the caller may see it: a partner only its own, anything else
-        is the 404 of an unknown id."""
-        return await self._tenancy.customer(partner_id, customer_id)
-
-    async def _visible_invoice(self, invoice_id: str, partner_id: str | None) -> Customer:
-        """The customer of an issued document the caller may see; else the 404 of an
-        unknown document, whatever the reason."""
-        return await self._tenancy.document_owner(partner_id, invoice_id)
 
     async def _view(
         self,
@@ -101,7 +93,7 @@ class PortalService:
 
     async def summary(self, customer_id: str, *, partner_id: str | None = None) -> CachedView:
         versions = await self._versions.read()
-        customer = await self._visible_customer(customer_id, partner_id)
+        customer = await self._tenancy.customer(partner_id, customer_id)
         terms = await self._terms.read(customer.id, Period.containing(self._clock()))
 
         async def build():
@@ -122,15 +114,13 @@ class PortalService:
         starting_after: str | None = None,
     ) -> CachedView:
         versions = await self._versions.read()
-        await self._visible_customer(customer_id, partner_id)
+        await self._tenancy.customer(partner_id, customer_id)
 
         async def build():
-            # The tenancy's list of issued documents (it checks the customer again, a
-            # cheap lookup, on a miss only).
-            page, has_more = await self._tenancy.invoices(
-                partner_id,
+            # ``status`` is one of ISSUED (the route's filter); the query keeps drafts out.
+            page, has_more = await self._documents.customer_documents(
                 customer_id,
-                status=status,
+                statuses=ISSUED if status is None else (status,),
                 period_start=period.first_day if period else None,
                 limit=limit,
                 starting_after=starting_after,
@@ -142,10 +132,12 @@ class PortalService:
 
     async def invoice(self, invoice_id: str, *, partner_id: str | None = None) -> CachedView:
         versions = await self._versions.read()
-        customer = await self._visible_invoice(invoice_id, partner_id)
+        owner, customer = await self._tenancy.document_owner(partner_id, invoice_id)
 
         async def build():
-            document, _ = await self._tenancy.invoice(partner_id, invoice_id)  # issued only
+            # Issued, and the caller's: the owner lookup above said so.
+            invoice = await self._invoices.get(invoice_id)
+            document = IssuedDocument(invoice=invoice, issued_at=owner.issued_at)
             memos = await self._documents.corrections(invoice_id)
             payments = await self._receivables.payments(invoice_id)
             return detail(document, customer, memos, payments)
@@ -163,7 +155,7 @@ class PortalService:
         starting_after: int | None = None,
     ) -> CachedView:
         versions = await self._versions.read(usage=True)
-        await self._visible_invoice(invoice_id, partner_id)
+        await self._tenancy.document_owner(partner_id, invoice_id)
 
         async def build():
             events, has_more = await self._lineage.line_events(
@@ -181,7 +173,7 @@ class PortalService:
         self, customer_id: str, *, partner_id: str | None = None, period: Period | None = None
     ) -> CachedView:
         versions = await self._versions.read(usage=True)
-        customer = await self._visible_customer(customer_id, partner_id)
+        customer = await self._tenancy.customer(partner_id, customer_id)
         now = self._clock()
         today, period = now.date(), usage_period(period, now)
         terms = await self._terms.read(customer.id, period)
@@ -200,7 +192,7 @@ class PortalService:
         self, customer_id: str, *, partner_id: str | None = None, as_of: datetime | None = None
     ) -> CachedView:
         versions = await self._versions.read(usage=True)
-        customer = await self._visible_customer(customer_id, partner_id)
+        customer = await self._tenancy.customer(partner_id, customer_id)
         now = self._clock()
         as_of = _check_as_of(as_of, now)
         terms = await self._terms.read(customer.id, Period.containing(as_of or now))

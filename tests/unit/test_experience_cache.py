@@ -210,3 +210,19 @@ async def test_a_cache_of_zero_bytes_keeps_nothing():
     await cache.view("k", lambda: _value(DOC))
     assert (cache.stats.hits, cache.stats.misses) == (0, 2)
     assert isinstance(await cache.view("k", lambda: _value(DOC)), CachedView)
+
+
+async def test_a_cache_without_a_tier_does_not_ask_whether_usage_is_settled():
+    asked = 0
+
+    async def settled() -> bool:
+        nonlocal asked
+        asked += 1
+        return True
+
+    cache = ViewCache(max_bytes=0, ttl=60)
+    await cache.view("k", lambda: _value(DOC), settled=settled)
+    assert asked == 0
+    kept = ViewCache(max_bytes=1_000_000, ttl=60)
+    await kept.view("k", lambda: _value(DOC), settled=settled)
+    assert asked == 1

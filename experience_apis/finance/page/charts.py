@@ -34,18 +34,14 @@ def _number(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def daily_points(
-    values: dict[date, Decimal], first: date | None = None, last: date | None = None
-) -> list[tuple[date, Decimal]]:
-    """Every day from ``first`` to ``last`` (default: the days given), zeros filled in."""
-    if not values and (first is None or last is None):
+def daily_points(values: dict[date, Decimal]) -> list[tuple[date, Decimal]]:
+    """Every day from the first given to the last, zeros filled in."""
+    if not values:
         return []
-    first = first or min(values)
-    last = last or max(values)
-    days = (last - first).days + 1
+    first, last = min(values), max(values)
     return [
         (first + timedelta(days=n), values.get(first + timedelta(days=n), Decimal(0)))
-        for n in range(days)
+        for n in range((last - first).days + 1)
     ]
 
 

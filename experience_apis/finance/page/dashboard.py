@@ -72,8 +72,9 @@ def variance_rows(variances: list[ReconciliationVariance]) -> list[VarianceRow]:
 
 
 def _charts(overview: PeriodOverview) -> list[Any]:
-    usage = {d.date: Decimal(d.events) for d in overview.usage.daily}
-    charts = [BarChart("Usage events per day", daily_points(usage), "events").svg()]
+    # Every day of the period is listed already, zeros included.
+    usage = [(d.date, Decimal(d.events)) for d in overview.usage.daily]
+    charts = [BarChart("Usage events per day", usage, "events").svg()]
     by_currency: dict[str, dict] = defaultdict(dict)
     for day in overview.posted_daily:
         by_currency[day.currency][day.date] = day.total

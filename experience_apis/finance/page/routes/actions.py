@@ -45,23 +45,28 @@ async def _act_once(
     the reason it was refused)."""
     back = session.safe_next(form.get("back"))
     key = str(form.get("action_key") or "")
+    if not (key.isalnum() and len(key) <= 64):
+        # Without its key a post could not be told from its replay: it acts nothing.
+        return refused(
+            400,
+            "Form refused",
+            "This form does not carry the key of a rendered form. Reload the page and try again.",
+            "action_key_invalid",
+        )
+
+    async def produce() -> StoredResponse:
+        await act()
+        return StoredResponse(200, "text/plain", b"")
+
+    body = await request.body()
     try:
-        if key.isalnum() and len(key) <= 64:
-
-            async def produce() -> StoredResponse:
-                await act()
-                return StoredResponse(200, "text/plain", b"")
-
-            body = await request.body()
-            await run_idempotent(
-                idempotency,
-                caller.client_id,
-                f"finance-page:{key}:{request.url.path}",
-                fingerprint(request.method, request.url.path, "", body),
-                produce,
-            )
-        else:
-            await act()
+        await run_idempotent(
+            idempotency,
+            caller.client_id,
+            f"finance-page:{key}:{request.url.path}",
+            fingerprint(request.method, request.url.path, "", body),
+            produce,
+        )
     except (errors.NotFound, errors.Conflict, errors.InvalidRequest) as exc:
         target = with_query(back, notice="refused", exception=exception_id, reason=exc.code)
         return Redirect(target + "#notice", status_code=303)

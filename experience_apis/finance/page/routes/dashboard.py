@@ -56,7 +56,8 @@ async def finance_page(
         status=status or None,
         kind=kind or None,
         starting_after=starting_after,
-        highlighted=exception or None,
+        # A refused action's notice says why; the exception is not shown as handled.
+        highlighted=exception if exception and notice != "refused" else None,
     )
     last = context["exceptions"].data[-1].id if context["exceptions"].data else ""
     context.update(
@@ -69,6 +70,4 @@ async def finance_page(
         notice=notice,
         notice_error=refusal(reason, exception) if notice == "refused" else "",
     )
-    if notice == "refused":
-        context["handled"] = None
     return page("dashboard.html", context)

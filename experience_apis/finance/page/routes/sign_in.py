@@ -19,7 +19,7 @@ from experience_apis.finance.page.routes.guards import (
     csrf_refusal,
 )
 from experience_apis.finance.page.routes.rendering import page
-from experience_apis.finance.page.sign_in import exchange
+from experience_apis.finance.page.sign_in import MAX_CLIENT_ID, exchange
 
 __all__ = ["sign_in", "sign_in_form", "sign_out"]
 
@@ -64,7 +64,7 @@ def _sign_in_page(
         "next": next_path,
         "message": message,
         "error": error,
-        "client_id": client_id,
+        "client_id": client_id[:MAX_CLIENT_ID],  # echoed back, bounded
     }
     return page(
         "sign_in.html",
@@ -93,7 +93,8 @@ def _sign_in_page(
 async def sign_in(request: Request, settings: Settings, token_issuer: TokenIssuer) -> Response:
     form = await request.form()
     next_path = session.safe_next(form.get("next"))
-    client_id = str(form.get("client_id") or "").strip()[:128]
+    # Whole: a longer one is refused by ``exchange`` (only the form echoes it cut).
+    client_id = str(form.get("client_id") or "").strip()
     if session.cross_site(request.headers.get("sec-fetch-site")) or not session.nonce_valid(
         request.cookies.get(session.SIGN_IN_COOKIE), form.get("nonce")
     ):
