@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-import httpx
 import pytest
 
 from canonical.model import Customer
 from canonical.time import Period, utcnow
 from tests.support.app import UNLIMITED, gateway_client
+from tests.support.auth import issue_token
 from tests.support.browser import chromium_page, require_browser
 from tests.support.databases import throwaway_sqlite
 from tests.support.processes import gateway_processes
@@ -111,13 +111,6 @@ async def served(tmp_path):
             yield str(http.base_url).rstrip("/"), world, http
 
 
-async def _bearer(http: httpx.AsyncClient, client_id: str, secret: str) -> dict[str, str]:
-    token = await http.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
-    )
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-
 async def _sign_in(page, client_id: str, secret: str) -> None:
     await page.fill("#client_id", client_id)
     await page.fill("#client_secret", secret)
@@ -178,7 +171,8 @@ async def test_sign_in_see_an_exception_retry_it_and_see_it_resolved(served):
         assert await page.locator("#exceptions tr", has_text="gpu.seconds").count() == 1
 
         # The finance API agrees (with a Bearer token: the cookie opens no API).
-        headers = await _bearer(http, world.client_id, world.secret)
+        token = await issue_token(http, world.client_id, world.secret)
+        headers = {"Authorization": f"Bearer {token}"}
         answer = await http.get(f"{FINANCE_API}/exceptions/{exception_id}", headers=headers)
         assert answer.json()["status"] == "resolved"
         resolved_at = datetime.fromisoformat(answer.json()["resolved_at"].replace("Z", "+00:00"))
@@ -208,7 +202,8 @@ async def test_forms_without_the_session_token_are_refused_and_sign_out_ends_it(
             max_redirects=0,
         )
         assert refused.status == 403
-        headers = await _bearer(http, world.client_id, world.secret)
+        token = await issue_token(http, world.client_id, world.secret)
+        headers = {"Authorization": f"Bearer {token}"}
         still = await http.get(f"{FINANCE_API}/exceptions/{exception_id}", headers=headers)
         assert still.json()["status"] == "open"
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 
 from canonical.time import Period, utcnow
-from tests.e2e.test_finance_page_session import CSRF, sign_in
+from process_apis.exceptions.service import raise_exception
 from tests.support.app import gateway_client
 from tests.support.auth import bearer
+from tests.support.finance_page import CSRF, sign_in
 from tests.support.seeding import USAGE_PLAN, seed
 
 ACTION_KEY = re.compile(r'name="action_key" value="([^"]+)"')
@@ -150,3 +151,39 @@ async def test_a_read_only_client_is_not_offered_reconciling_and_cannot_post_it(
         assert answer.status_code == 403 and "finance:write" in answer.text
         assert c.erp.stats["calls"] == calls
         assert await c.reconciliation.latest(period) is None
+
+
+async def test_an_action_posted_without_its_forms_key_acts_nothing(sqlite_url):
+    """The key makes an action once per rendered form; a post without it (or with a
+    malformed one) is refused rather than acted on unguarded."""
+    period = last_month()
+    async with gateway_client(sqlite_url, authenticated=False, **COUNTED_ERP) as client:
+        c = client.container
+        async with c.sessions.begin() as session:
+            await raise_exception(session, "unknown_customer", "cus_keyless", "unknown", {})
+        [record], _ = await c.exceptions.list(kind="unknown_customer")
+        desk = await c.clients.create("desk", ["finance:read", "finance:write"])
+        await sign_in(client, desk.client_id, desk.client_secret)
+        page = await client.get(f"/finance?period={period}")
+        csrf = CSRF.search(page.text).group(1)
+        calls = c.erp.stats["calls"]
+
+        for key in ({}, {"action_key": ""}, {"action_key": "not a key"}):
+            form = {"csrf_token": csrf, "back": "/finance", **key}
+            answer = await client.post("/finance/reconcile", data={**form, "period": str(period)})
+            assert answer.status_code == 400 and "action_key_invalid" in answer.text
+            answer = await client.post(
+                f"/finance/exceptions/{record.id}/resolve", data={**form, "note": "elsewhere"}
+            )
+            assert answer.status_code == 400 and "Form refused" in answer.text
+
+        assert c.erp.stats["calls"] == calls
+        assert await c.reconciliation.latest(period) is None
+        assert (await c.exceptions.get(record.id)).status == "open"
+
+        # The same post with the form's key goes through.
+        form = {"csrf_token": csrf, "back": "/finance", "note": "elsewhere"}
+        form["action_key"] = ACTION_KEY.search(page.text).group(1)
+        answer = await client.post(f"/finance/exceptions/{record.id}/resolve", data=form)
+        assert answer.status_code == 303, answer.text
+        assert (await c.exceptions.get(record.id)).status == "resolved"

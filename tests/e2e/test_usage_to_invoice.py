@@ -8,20 +8,10 @@ import json
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
-from canonical.model import (
-    FlatCharge,
-    GraduatedCharge,
-    MinimumCommitment,
-    PackageCharge,
-    PerUnitCharge,
-    PricePlan,
-    Tier,
-    VolumeCharge,
-)
 from canonical.time import Period, utcnow
 from tests.support.app import gateway_client
 from tests.support.billing import settled_run
-from tests.support.seeding import moments, seed
+from tests.support.seeding import EVERY_CHARGE_PLAN, moments, seed
 
 D = Decimal
 CENT = D("0.01")
@@ -29,55 +19,6 @@ CENT = D("0.01")
 
 def cents(x: Decimal) -> Decimal:
     return x.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-PLAN = PricePlan(
-    id="plan_e2e",
-    code="e2e",
-    name="E2E plan",
-    currency="EUR",
-    charges=[
-        FlatCharge(
-            code="platform", description="Platform fee", item_code="platform", amount=D("49.00")
-        ),
-        PerUnitCharge(
-            code="calls",
-            description="API calls",
-            item_code="calls",
-            meter_code="calls",
-            unit_price=D("0.002"),
-        ),
-        GraduatedCharge(
-            code="tokens",
-            description="Tokens",
-            item_code="tokens",
-            meter_code="tokens",
-            tiers=[
-                Tier(up_to=D(1000), unit_price=D("0.01")),
-                Tier(up_to=D(5000), unit_price=D("0.005"), flat_fee=D(2)),
-                Tier(unit_price=D("0.001")),
-            ],
-        ),
-        VolumeCharge(
-            code="storage",
-            description="Storage",
-            item_code="storage",
-            meter_code="storage",
-            tiers=[Tier(up_to=D(100), unit_price=D("0.25")), Tier(unit_price=D("0.20"))],
-        ),
-        PackageCharge(
-            code="users",
-            description="Users (per 5)",
-            item_code="users",
-            meter_code="users",
-            package_size=D(5),
-            package_price=D("10.00"),
-        ),
-        MinimumCommitment(
-            code="minimum", description="Minimum", item_code="minimum", amount=D("100.00")
-        ),
-    ],
-)
 
 
 def canonical_event(
@@ -112,10 +53,10 @@ def cloud_event(event_id: str, source: str, type_: str, subject: str, at: str, *
 async def test_usage_becomes_posted_invoices_that_tie_out(database_url):
     period = Period.containing(utcnow())
     async with gateway_client(database_url) as client:
-        # cus_de (DE) and cus_fr (FR, reverse charge) on PLAN; the meters: calls count
+        # cus_de (DE) and cus_fr (FR, reverse charge) on EVERY_CHARGE_PLAN; the meters: calls count
         # api.request, tokens sum llm.tokens, storage the max of storage.snapshot gb, users
         # the unique count of user.active user_id (tests/support/seeding.py).
-        await seed(client.container, PLAN)
+        await seed(client.container, EVERY_CHARGE_PLAN)
         t = moments(period, 40)
 
         canonical = (

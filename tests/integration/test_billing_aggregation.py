@@ -14,11 +14,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import sqlalchemy as sa
-
 from canonical.model import Meter
-from canonical.persistence import UTCDateTime
 from process_apis.billing.aggregation import UsageWindow, aggregate, aggregate_windows
+from tests.support.usage import POOLS, random_properties, store
 
 D = Decimal
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -47,36 +45,9 @@ PEAK_TOKENS = Meter(
 )
 METERS = [CALLS, TOKENS, STORAGE, USERS, SEATS, PEAK_TOKENS]
 
-INSERT = sa.text(
-    "INSERT INTO usage_events (source, event_id, event_type, customer_id, timestamp, "
-    "properties, received_at, matched, adjustment) VALUES (:source, :event_id, :event_type, "
-    ":customer_id, :timestamp, :properties, :timestamp, :matched, :adjustment)"
-).bindparams(sa.bindparam("timestamp", type_=UTCDateTime()))
-
 
 def at(day: int, hour: int = 12, month: int = 3) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=UTC)
-
-
-async def store(sessions, events: list[tuple]) -> None:
-    """(customer, event type, time, properties as JSON text[, matched, adjustment])."""
-    async with sessions.begin() as session:
-        await session.execute(
-            INSERT,
-            [
-                {
-                    "source": "test",
-                    "event_id": f"e{i}",
-                    "customer_id": e[0],
-                    "event_type": e[1],
-                    "timestamp": e[2],
-                    "properties": e[3],
-                    "matched": e[4] if len(e) > 4 else 1,
-                    "adjustment": e[5] if len(e) > 5 else 0,
-                }
-                for i, e in enumerate(events)
-            ],
-        )
 
 
 def quantities(found, customer: str, window=(START, END)) -> dict[str, tuple[Decimal, int]]:
@@ -178,24 +149,6 @@ async def test_each_aggregation_over_a_month_of_events(sessions):
     assert len(found) == len(wanted)
 
 
-# JSON texts of a property, every shape the two readings must agree on: integers SQL
-# reads exactly, longer ones, reals, plain strings, escaped ones and the rest.
-INTS = ["0", "-0", "1", "7", "-3", "42", "2147483648", "-4294967297", "99999999999999999"]
-LONG = ["123456789012345678", "9223372036854775807", "9223372036854775808", "-1" + "0" * 30]
-REALS = ["1.5", "-0.0", "12.50", "0.1", "1E5", "2e-3", "1e300", "-7.25"]
-STRINGS = ['"7"', '"u1"', '"u2"', '"été"', '" 12 "', '"1_000"', '"NaN"', '"abc"', '""']
-ESCAPED = ['"\\u00e9t\\u00e9"', '"a\\"b"']
-OTHER = ["true", "false", "null", "{}", '{"a": [1, 2]}', "[1]", "[]"]
-# Per customer (by number, modulo 4), the values its properties take.
-POOLS = [INTS, INTS + REALS, INTS + STRINGS, INTS + LONG + REALS + STRINGS + ESCAPED + OTHER]
-
-
-def _properties(rng: random.Random, field: str, pool: list[str]) -> str:
-    if rng.random() < 0.1:
-        return '{"other": 1}'
-    return f'{{"{field}": {rng.choice(pool)}, "x": "y"}}'
-
-
 async def test_every_window_agrees_with_the_reference(sessions):
     rng = random.Random(20260301)
     meters = [TOKENS, STORAGE, USERS, SEATS, CALLS]
@@ -208,7 +161,7 @@ async def test_every_window_agrees_with_the_reference(sessions):
                 # Distinct times (ties would make "latest" depend on row order), some
                 # outside the month.
                 moment = START + timedelta(days=rng.uniform(-3, 34), microseconds=len(events))
-                properties = _properties(rng, meter.field or "x", pool)
+                properties = random_properties(rng, meter.field or "x", pool)
                 events.append((customer, meter.event_type, moment, properties, rng.randrange(2)))
         wanted[UsageWindow(customer, START, END)] = meters
         wanted[UsageWindow(customer, *MID)] = meters

@@ -34,9 +34,8 @@ from process_apis.billing.runs import BillingRunService
 from process_apis.billing.segments import segments
 from process_apis.invoices.store import write_invoices
 from process_apis.tables import invoices
-from tests.e2e.test_usage_to_invoice import PLAN
-from tests.integration.test_billing_aggregation import store
-from tests.support.seeding import customer, seed
+from tests.support.seeding import EVERY_CHARGE_PLAN, customer, seed
+from tests.support.usage import store
 
 PERIOD = Period(2026, 3)
 SUBSCRIPTIONS = 150  # batches of 3
@@ -71,8 +70,9 @@ VALUES = {
 
 @contextlib.asynccontextmanager
 async def billing_world(url: str):
-    """A container on ``url`` with ``SUBSCRIPTIONS`` subscriptions on PLAN: every 10th
-    switches to SEATS_PLAN mid-month, every 7th starts mid-month; and their usage."""
+    """A container on ``url`` with ``SUBSCRIPTIONS`` subscriptions on EVERY_CHARGE_PLAN:
+    every 10th switches to SEATS_PLAN mid-month, every 7th starts mid-month; and their
+    usage."""
     c = build_container(Settings.from_env({}, database_url=url, worker_in_process=False))
     try:
         await _seed(c)
@@ -82,7 +82,7 @@ async def billing_world(url: str):
 
 
 async def _seed(c) -> None:
-    await seed(c, PLAN)
+    await seed(c, EVERY_CHARGE_PLAN)
     await c.billing.put_meter(SEATS)
     await c.billing.put_plan(SEATS_PLAN)
     rng, events = random.Random(7), []
@@ -94,7 +94,7 @@ async def _seed(c) -> None:
             Subscription(
                 id=f"sub_r{i:03d}",
                 customer_id=customer_id,
-                plan_id=PLAN.id,
+                plan_id=EVERY_CHARGE_PLAN.id,
                 start_date=mid if i % 7 == 3 else date(2020, 1, 1),
                 amendments=[Amendment(mid, SEATS_PLAN.id)] if i % 10 == 5 else [],
             )

@@ -5,11 +5,10 @@ none of it: the API takes Bearer tokens only."""
 
 from __future__ import annotations
 
-import re
-
 from canonical.access import SCOPES
 from tests.support.app import gateway_client
-from tests.support.auth import bearer
+from tests.support.auth import bearer, issue_token
+from tests.support.finance_page import SESSION, sign_in
 from tests.support.problems import assert_problem
 from tests.support.seeding import USAGE_PLAN, seed
 
@@ -34,8 +33,9 @@ async def test_exceptions_are_listed_filtered_paged_and_resolved_with_a_note(dat
             ("t1", "cus_de", "gpu.seconds"),
         )
         await client.post("/process/usage/v1/events", json=sent, headers=operator)
-        finance = await c.clients.create("desk", ["finance:read", "finance:write"])
-        token = await bearer(client, c, ["finance:read", "finance:write"], name="desk2")
+        desk = await c.clients.create("desk", ["finance:read", "finance:write"])
+        desk_token = await issue_token(client, desk.client_id, desk.client_secret)
+        token = {"Authorization": f"Bearer {desk_token}"}
 
         everything = (await client.get(f"{API}/exceptions", headers=token)).json()
         assert everything["object"] == "list" and everything["has_more"] is False
@@ -73,7 +73,7 @@ async def test_exceptions_are_listed_filtered_paged_and_resolved_with_a_note(dat
         body = resolved.json()
         assert body["status"] == "resolved" and body["resolution"] == note["note"]
         assert body["retryable"] is False
-        assert body["resolved_by"] not in (None, finance.client_id)  # the caller: desk2
+        assert body["resolved_by"] == desk.client_id  # the caller
         again = {**token, "Idempotency-Key": "res-b"}
         assert_problem(await client.post(url, json=note, headers=again), 409, "invalid_transition")
         assert_problem(
@@ -148,17 +148,12 @@ async def test_the_pages_session_cookie_opens_no_api(sqlite_url):
     API still answers 401 to a request carrying only that cookie."""
     async with gateway_client(sqlite_url, authenticated=False) as client:
         desk = await client.container.clients.create("desk", ["finance:read", "finance:write"])
-        form = await client.get("/finance/sign-in")
-        nonce = re.search(r'name="nonce" value="([^"]+)"', form.text).group(1)
-        signed_in = await client.post(
-            "/finance/sign-in",
-            data={"client_id": desk.client_id, "client_secret": desk.client_secret, "nonce": nonce},
-        )
+        signed_in = await sign_in(client, desk.client_id, desk.client_secret)
         assert signed_in.status_code == 303
-        token = signed_in.cookies["meterline_finance_session"]
+        token = signed_in.cookies[SESSION]
         assert (await client.get("/finance")).status_code == 200
         for url in (f"{API}/exceptions", f"{API}/periods/{PERIOD}/overview"):
-            answer = await client.get(url, cookies={"meterline_finance_session": token})
+            answer = await client.get(url, cookies={SESSION: token})
             assert_problem(answer, 401, "invalid_token")
         # The same token as a Bearer token is a finance token, and nothing more.
         bearer_headers = {"Authorization": f"Bearer {token}"}

@@ -39,7 +39,7 @@ from tests.conftest import _require
 from tests.support.app import gateway_client
 from tests.support.auth import issue_token
 from tests.support.databases import postgres_admin_url, postgres_available, throwaway_postgres
-from tests.support.processes import METERLINE, ROOT, free_port, gateway_processes, stop
+from tests.support.processes import METERLINE, ROOT, free_port, gateway_processes, stop, until
 from tests.support.seeding import CALLS_METER, SELLER, customer
 
 pytestmark = pytest.mark.redis
@@ -270,13 +270,6 @@ async def test_a_dedicated_worker_process_stores_what_gateways_send(
 # --- (c) a consumer dies before acknowledging -------------------------------------------
 
 
-async def _until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_entries_of_a_dead_consumer_are_taken_over_and_stored_once(database_url, redis_url):
     url, prefix = redis_url
     streams = RedisStreams(url, prefix=prefix, block_seconds=0.2)
@@ -312,7 +305,7 @@ async def test_entries_of_a_dead_consumer_are_taken_over_and_stored_once(databas
             read.extend(e for _, entries in response or () for e in entries)
             return bool(read)
 
-        await _until(read_one)
+        await until(read_one)
         assert len(read) == 1
         await asyncio.sleep(0.3)
         assert not first.done() and not second.done()
@@ -327,7 +320,7 @@ async def test_entries_of_a_dead_consumer_are_taken_over_and_stored_once(databas
         assert stored_now.inserted == list(range(20))
         assert stored_before.inserted == []
         assert await _rows(database_url) == (50, 50, [])
-        await _until(lambda: _is_empty(streams))
+        await until(lambda: _is_empty(streams))
     finally:
         for job in (first, second):
             if job is not None and not job.done():
@@ -369,7 +362,7 @@ async def test_a_failing_batch_fails_only_its_own_request(sqlite_url, redis_url)
     try:
         good = asyncio.create_task(sink.submit(_received(["g1", "g2"])))
         bad = asyncio.create_task(sink.submit(_received(["x1", "poison"])))
-        await _until(lambda: _length_is(streams, 2))
+        await until(lambda: _length_is(streams, 2))
         assert await consumer.drain() == 2
         assert (await good).inserted == [0, 1]
         with pytest.raises(errors.MeterlineError) as failure:
@@ -411,7 +404,7 @@ async def test_a_full_backlog_answers_503_and_keeps_what_it_holds(sqlite_url, re
     try:
         first = asyncio.create_task(sink.submit(_received(["b1", "b2"])))
         second = asyncio.create_task(sink.submit(_received(["b3"])))
-        await _until(lambda: _length_is(streams, 2))
+        await until(lambda: _length_is(streams, 2))
         with pytest.raises(errors.Unavailable, match="backlog is full"):
             await sink.submit(_received(["b4"]))
         assert await _length_is(streams, 2)
@@ -422,7 +415,7 @@ async def test_a_full_backlog_answers_503_and_keeps_what_it_holds(sqlite_url, re
         assert await _rows(sqlite_url) == (3, 3, [])
         # Room again: the refused batch goes through when resent.
         third = asyncio.create_task(sink.submit(_received(["b4"])))
-        await _until(lambda: _length_is(streams, 1))
+        await until(lambda: _length_is(streams, 1))
         assert await consumer.drain() == 1
         assert (await third).inserted == [0]
     finally:

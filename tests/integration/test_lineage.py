@@ -5,12 +5,13 @@ window; a void's credit memo, the voided invoice's; a late-usage memo, the late 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from canonical.model import Amendment, PerUnitCharge, PricePlan, Subscription
 from canonical.time import Period, utcnow
 from tests.support.app import gateway_client
+from tests.support.ingest import event, on, send
 from tests.support.problems import assert_problem
 from tests.support.seeding import USAGE_PLAN, customer, moments, seed
 
@@ -49,26 +50,6 @@ DEARER_PLAN = PricePlan(
         )
     ],
 )
-
-
-def _event(eid: str, customer_id: str, at: str, event_type="api.request", **properties) -> dict:
-    return {
-        "id": eid,
-        "source": "lineage",
-        "event_type": event_type,
-        "customer_id": customer_id,
-        "timestamp": at,
-        "properties": properties,
-    }
-
-
-def _on(day: date, hour: int) -> str:
-    return datetime.combine(day, time(hour), tzinfo=UTC).isoformat()
-
-
-async def _send(client, events: list[dict]) -> None:
-    sent = await client.post("/process/usage/v1/events", json=events)
-    assert sent.status_code == 200 and sent.json()["accepted"] == len(events), sent.text
 
 
 async def _documents(client, customer_id: str) -> list[dict]:
@@ -202,10 +183,10 @@ async def test_a_void_s_credit_memo_leads_to_the_voided_invoice_s_events(databas
         await seed(c, TOKENS_PLAN)
         stamps = moments(period, 7)
         on_time = [f"tok-{i}" for i in range(5)]
-        await _send(
+        await send(
             client,
             [
-                _event(eid, "cus_de", stamps[i], "llm.tokens", tokens=10)
+                event(eid, "cus_de", "llm.tokens", stamps[i], tokens=10)
                 for i, eid in enumerate(on_time)
             ],
         )
@@ -217,7 +198,7 @@ async def test_a_void_s_credit_memo_leads_to_the_voided_invoice_s_events(databas
 
         # A late event taking 20 tokens back: the period re-rated whole bills 30 tokens,
         # so a late-usage credit memo of 0.20 corrects the invoice.
-        await _send(client, [_event("late", "cus_de", stamps[5], "llm.tokens", tokens=-20)])
+        await send(client, [event("late", "cus_de", "llm.tokens", stamps[5], tokens=-20)])
         await c.billing_runs.run(period)
         await c.outbox.drain()
         _, correction = await _documents(client, "cus_de")
@@ -235,7 +216,7 @@ async def test_a_void_s_credit_memo_leads_to_the_voided_invoice_s_events(databas
         reversal = voided.json()["credit_memo"]
         assert reversal["corrects_invoice_id"] == invoice["id"]
         # With no invoice standing for the period, this one arrives on time: nobody bills it.
-        await _send(client, [_event("after-void", "cus_de", stamps[6], "llm.tokens", tokens=7)])
+        await send(client, [event("after-void", "cus_de", "llm.tokens", stamps[6], tokens=7)])
 
         [reversed_line] = reversal["lines"]
         behind_reversal = await _behind(client, reversal, reversed_line)
@@ -266,15 +247,15 @@ async def test_each_line_of_an_amended_month_lists_its_own_window_s_events(datab
             )
         )
         days = {"before": (1, 8, 13), "after": (14, 19, 27)}  # days after the 1st
-        await _send(
+        await send(
             client,
             [
-                _event(f"{half}-{k}", "cus_de", _on(first + timedelta(days=d), 9))
+                event(f"{half}-{k}", "cus_de", "api.request", on(first + timedelta(days=d), 9))
                 for half, offsets in days.items()
                 for k, d in enumerate(offsets)
             ]
-            + [_event("last-hour", "cus_de", _on(mid - timedelta(days=1), 23))]
-            + [_event("fr", "cus_fr", _on(first + timedelta(days=20), 9))],
+            + [event("last-hour", "cus_de", "api.request", on(mid - timedelta(days=1), 23))]
+            + [event("fr", "cus_fr", "api.request", on(first + timedelta(days=20), 9))],
         )
         await c.billing_runs.run(period)
         [invoice] = await _documents(client, "cus_de")
@@ -309,10 +290,10 @@ async def test_a_subscription_starting_mid_month_lists_no_event_before_its_start
     ) as client:
         c = client.container
         await seed(c, USAGE_PLAN)
-        await _send(
+        await send(
             client,
             [
-                _event(f"new-{d}", "cus_new", _on(first + timedelta(days=d), 10))
+                event(f"new-{d}", "cus_new", "api.request", on(first + timedelta(days=d), 10))
                 for d in (2, 9, 13, 14, 20)
             ],
         )
@@ -338,12 +319,12 @@ async def test_the_cursor_is_one_of_the_line_s_own_events(database_url):
         c = client.container
         await seed(c, USAGE_PLAN)
         stamps = moments(period, 3)
-        await _send(
+        await send(
             client,
             [
-                _event("de-0", "cus_de", stamps[0]),
-                _event("fr-0", "cus_fr", stamps[1]),
-                _event("de-tokens", "cus_de", stamps[2], "llm.tokens", tokens=5),
+                event("de-0", "cus_de", "api.request", stamps[0]),
+                event("fr-0", "cus_fr", "api.request", stamps[1]),
+                event("de-tokens", "cus_de", "llm.tokens", stamps[2], tokens=5),
             ],
         )
         await c.billing_runs.run(period)

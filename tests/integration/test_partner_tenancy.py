@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from datetime import date
 from decimal import Decimal
 
-import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,19 +21,11 @@ from process_apis.invoices.store import write_invoice
 from tests.support import forge
 from tests.support.app import gateway_client
 from tests.support.auth import bearer
-from tests.support.problems import assert_problem
+from tests.support.problems import not_found_shape
 from tests.support.seeding import customer
 
 PORTAL = "/experience/portal/v1"
 PARTNER_SCOPES = ["portal:read", "partner:read"]
-
-
-def not_found_shape(response: httpx.Response, asked_id: str) -> dict:
-    """A 404 answer with the asked id and the correlation id taken out: what must be
-    identical whether the id is unknown or belongs to someone else."""
-    body = assert_problem(response, 404)
-    del body["correlation_id"]
-    return json.loads(json.dumps(body).replace(asked_id, "<id>"))
 
 
 async def test_partners_read_only_their_own_customers_in_the_demo_data(database_url):

@@ -1,26 +1,9 @@
-"""The customer portal API, route by route, against a small billing world whose figures
-are worked out by hand (never by the code under test).
-
-The world: the plan below (platform fee 49.00 EUR, 0.01 EUR per API call, 0.0001 EUR
-per token); ``cus_de`` (Germany, 19 % VAT) and ``cus_fr`` (France, reverse charge),
-both subscribed since 2020. Usage of January 2026, sent through the ingest API:
-
-    cus_de  api.request  Jan 3 10:00, Jan 3 11:00, Jan 5 09:00        -> 3 calls
-            llm.tokens   Jan 3 12:00 (1000 tokens), Jan 10 08:00 (500) -> 1,500 tokens
-    cus_fr  api.request  Jan 7 09:00                                  -> 1 call
-
-December 2025 and January 2026 are billed and posted:
-
-    cus_de  2025-12  49.00 + 0 + 0       = 49.00, VAT 9.31              -> 58.31
-            2026-01  49.00 + 0.03 + 0.15 = 49.18, VAT 9.31 + 0.01 + 0.03 -> 58.53
-                     (0.03 x 19 % = 0.0057 -> 0.01; 0.15 x 19 % = 0.0285 -> 0.03)
-    cus_fr  2025-12  49.00, no VAT (reverse charge)                     -> 49.00
-            2026-01  49.00 + 0.01 = 49.01, no VAT                       -> 49.01
-"""
+"""The customer portal API, route by route, against the small billing world of
+tests/support/portal.py (two customers, December 2025 and January 2026 billed and
+posted), whose figures are worked out by hand (never by the code under test)."""
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from decimal import Decimal
 
@@ -28,119 +11,24 @@ import httpx
 import msgspec
 
 from canonical.ids import new_id
-from canonical.model import ErpPaymentIn, FlatCharge, PerUnitCharge, PricePlan, Subscription
+from canonical.model import Subscription
 from canonical.time import Period, utcnow
 from process_apis.invoices.store import write_invoice
-from tests.support.app import gateway_client
 from tests.support.auth import bearer
-from tests.support.problems import assert_problem
+from tests.support.portal import (
+    DEC,
+    JAN,
+    PLAN,
+    PORTAL,
+    build_world,
+    pay,
+    portal_client,
+    void,
+)
+from tests.support.problems import assert_problem, not_found_shape
 from tests.support.seeding import customer, seed
 
 D = Decimal
-PORTAL = "/experience/portal/v1"
-DEC, JAN = Period(2025, 12), Period(2026, 1)
-
-PLAN = PricePlan(
-    id="plan_portal",
-    code="portal",
-    name="Portal plan",
-    currency="EUR",
-    charges=[
-        FlatCharge(
-            code="platform", description="Platform fee", item_code="platform", amount=D("49.00")
-        ),
-        PerUnitCharge(
-            code="calls",
-            description="API calls",
-            item_code="calls",
-            meter_code="calls",
-            unit_price=D("0.01"),
-        ),
-        PerUnitCharge(
-            code="tokens",
-            description="Tokens",
-            item_code="tokens",
-            meter_code="tokens",
-            unit_price=D("0.0001"),
-        ),
-    ],
-)
-
-
-def event(eid: str, customer_id: str, event_type: str, at: str, **properties) -> dict:
-    return {
-        "id": eid,
-        "source": "portal-test",
-        "event_type": event_type,
-        "customer_id": customer_id,
-        "timestamp": at,
-        "properties": properties,
-    }
-
-
-JANUARY_USAGE = [
-    event("c1", "cus_de", "api.request", "2026-01-03T10:00:00Z"),
-    event("c2", "cus_de", "api.request", "2026-01-03T11:00:00Z"),
-    event("c3", "cus_de", "api.request", "2026-01-05T09:00:00Z"),
-    event("t1", "cus_de", "llm.tokens", "2026-01-03T12:00:00Z", tokens=1000),
-    event("t2", "cus_de", "llm.tokens", "2026-01-10T08:00:00Z", tokens=500),
-    event("f1", "cus_fr", "api.request", "2026-01-07T09:00:00Z"),
-]
-
-
-def portal_client(database_url: str, **overrides):
-    """A gateway whose ingest takes the world's past usage; no background worker (the
-    tests drain the outbox themselves)."""
-    return gateway_client(
-        database_url, worker_in_process=False, event_max_age_days=3650, **overrides
-    )
-
-
-async def send(client: httpx.AsyncClient, events: list[dict]) -> None:
-    sent = await client.post("/process/usage/v1/events", json=events)
-    assert sent.status_code == 200, sent.text
-    assert sent.json()["accepted"] == len(events), sent.text
-
-
-async def build_world(client: httpx.AsyncClient, *, de_partner: str | None = None) -> dict:
-    """The world of the module docstring, billed and posted; returns the invoices by
-    (customer, period)."""
-    c = client.container
-    await seed(c, PLAN)
-    if de_partner:
-        await c.crm.put_customer(customer("cus_de", name="Kunde GmbH", partner_id=de_partner))
-    await send(client, JANUARY_USAGE)
-    for period in (DEC, JAN):
-        await c.billing_runs.run(period)
-    await c.outbox.drain()
-    page, _ = await c.invoices.list(limit=50)
-    return {
-        (i.customer_id, str(Period(i.period_start.year, i.period_start.month))): i for i in page
-    }
-
-
-async def pay(container, invoice, amount: str, ref: str) -> None:
-    document = invoice.erp_document_id or (await container.invoices.get(invoice.id)).erp_document_id
-    await container.erp.record_payment(
-        ErpPaymentIn(
-            external_ref=ref,
-            document_id=document,
-            amount=D(amount),
-            currency="EUR",
-            received_on=utcnow().date(),
-            method="bank_transfer",
-        )
-    )
-
-
-async def void(client: httpx.AsyncClient, invoice_id: str, key: str) -> dict:
-    response = await client.post(
-        f"/process/billing/v1/invoices/{invoice_id}/void",
-        json={"reason": "billed in error"},
-        headers={"Idempotency-Key": key},
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def get_json(client: httpx.AsyncClient, path: str, **params) -> dict:
@@ -412,14 +300,6 @@ async def test_usage_estimate_and_the_events_behind_a_line(database_url):
             "data"
         ] == []
         assert_problem(await client.get(f"{PORTAL}/invoices/{jan.id}/lines/il_nothing/events"), 404)
-
-
-def not_found_shape(response: httpx.Response, asked_id: str) -> dict:
-    """A 404 with the asked id and the correlation id taken out: what must be identical
-    whether the id is unknown or belongs to someone else."""
-    body = assert_problem(response, 404)
-    del body["correlation_id"]
-    return json.loads(json.dumps(body).replace(asked_id, "<id>"))
 
 
 CUSTOMER_ROUTES = ["", "/usage", "/estimate", "/invoices"]

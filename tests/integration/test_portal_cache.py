@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from canonical.time import Period, utcnow
 from process_apis.tables import usage_events
 from process_apis.versions import DataVersions
-from tests.integration.test_portal_api import (
+from tests.support.portal import (
     DEC,
     JAN,
     JANUARY_USAGE,

@@ -19,7 +19,7 @@ from process_apis.billing.aggregation import UsageWindow, aggregate, aggregate_d
 from process_apis.usage.summaries import DayUsage, UsageSummaries
 from process_apis.usage.terms import CustomerTerms
 from system_apis.billing.reference import ReferenceBilling
-from tests.integration.test_billing_aggregation import POOLS, _properties, store
+from tests.support.usage import POOLS, random_properties, store
 
 D = Decimal
 FIRST, END = date(2026, 3, 1), date(2026, 3, 8)  # the span: [1 March, 8 March)
@@ -93,7 +93,7 @@ async def test_every_day_agrees_with_the_reference(sessions):
                 moment = midnight(FIRST) + timedelta(
                     days=rng.uniform(-1, 8), microseconds=len(events)
                 )
-                properties = _properties(rng, meter.field or "x", pool)
+                properties = random_properties(rng, meter.field or "x", pool)
                 events.append((customer, meter.event_type, moment, properties, rng.randrange(2)))
     await store(sessions, hand + events)
     asked = ["cus_a", *customers, "cus_none"]  # cus_none has no events at all

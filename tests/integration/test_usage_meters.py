@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import msgspec
 
-from tests.integration.test_portal_api import (
+from tests.support.auth import bearer
+from tests.support.portal import (
     JAN,
     JANUARY_USAGE,
     PLAN,
@@ -17,7 +18,6 @@ from tests.integration.test_portal_api import (
     portal_client,
     send,
 )
-from tests.support.auth import bearer
 from tests.support.seeding import customer, seed
 
 D = Decimal

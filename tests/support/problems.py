@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 PROBLEM = "application/problem+json"
 
 
@@ -14,3 +16,11 @@ def assert_problem(response, status: int, code: str | None = None) -> dict:
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+def not_found_shape(response, asked_id: str) -> dict:
+    """A 404 with the asked id and the correlation id taken out: what must be identical
+    whether the id is unknown or belongs to someone else."""
+    body = assert_problem(response, 404)
+    del body["correlation_id"]
+    return json.loads(json.dumps(body).replace(asked_id, "<id>"))

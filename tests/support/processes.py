@@ -41,6 +41,18 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=5)
 
 
+async def until(
+    predicate, timeout: float = 10.0, what: str = "the condition", interval: float = 0.05
+) -> None:
+    """Awaits ``predicate()`` every ``interval`` seconds until it is true; fails naming
+    ``what`` after ``timeout`` seconds (another process, or a background task, is doing the
+    work)."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(interval)
+
+
 def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     with log.open("wb") as output:

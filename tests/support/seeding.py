@@ -12,11 +12,16 @@ from canonical.model import (
     Customer,
     ErpItem,
     FlatCharge,
+    GraduatedCharge,
     LegalEntity,
     Meter,
+    MinimumCommitment,
+    PackageCharge,
     PerUnitCharge,
     PricePlan,
     Subscription,
+    Tier,
+    VolumeCharge,
 )
 from canonical.time import Period, utcnow
 
@@ -98,6 +103,63 @@ USAGE_PLAN = PricePlan(
             item_code="calls",
             meter_code="calls",
             unit_price=Decimal("0.002"),
+        ),
+    ],
+)
+
+
+# A charge of every kind on the four meters: the fee, 0.002 EUR per call, graduated
+# tokens, volume-priced storage, users in packages of 5, a minimum of 100 EUR.
+EVERY_CHARGE_PLAN = PricePlan(
+    id="plan_e2e",
+    code="e2e",
+    name="E2E plan",
+    currency="EUR",
+    charges=[
+        FlatCharge(
+            code="platform",
+            description="Platform fee",
+            item_code="platform",
+            amount=Decimal("49.00"),
+        ),
+        PerUnitCharge(
+            code="calls",
+            description="API calls",
+            item_code="calls",
+            meter_code="calls",
+            unit_price=Decimal("0.002"),
+        ),
+        GraduatedCharge(
+            code="tokens",
+            description="Tokens",
+            item_code="tokens",
+            meter_code="tokens",
+            tiers=[
+                Tier(up_to=Decimal(1000), unit_price=Decimal("0.01")),
+                Tier(up_to=Decimal(5000), unit_price=Decimal("0.005"), flat_fee=Decimal(2)),
+                Tier(unit_price=Decimal("0.001")),
+            ],
+        ),
+        VolumeCharge(
+            code="storage",
+            description="Storage",
+            item_code="storage",
+            meter_code="storage",
+            tiers=[
+                Tier(up_to=Decimal(100), unit_price=Decimal("0.25")),
+                Tier(unit_price=Decimal("0.20")),
+            ],
+        ),
+        PackageCharge(
+            code="users",
+            description="Users (per 5)",
+            item_code="users",
+            meter_code="users",
+            package_size=Decimal(5),
+            package_price=Decimal("10.00"),
+        ),
+        MinimumCommitment(
+            code="minimum", description="Minimum", item_code="minimum", amount=Decimal("100.00")
         ),
     ],
 )

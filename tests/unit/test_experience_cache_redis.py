@@ -5,13 +5,12 @@ error."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import redis.asyncio as aioredis
 
 from experience_apis.caching import ViewCache, render
 from experience_apis.caching import stores as stores_module
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -47,14 +46,8 @@ async def test_a_view_computed_by_one_process_is_served_to_another(redis_url):
         await two.aclose()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_an_unreachable_redis_costs_a_computation_not_an_error(caplog, monkeypatch):
-    cache = ViewCache.create(max_bytes=0, ttl=30, redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    cache = ViewCache.create(max_bytes=0, ttl=30, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     try:
         calls = 0
 
