@@ -5,7 +5,8 @@ their invoices are written in batches, many to a transaction.
 
 A run is asynchronous and resumable. ``start`` records it ``queued``; a runner (the
 ``BillingRunner`` of a gateway or worker process, or the CLI inline) ``execute``s it
-while holding a lease it renews. If the process dies, the lease runs out and another
+while holding a lease it renews (every third of it, also while a subscription waits out
+a wrapped system's pause). If the process dies, the lease runs out and another
 runner resumes the run from the beginning: subscriptions it already billed are found
 by their invoices (which carry the run id) and skipped, and the unique index on
 invoices turns any write racing it into a no-op, so nothing is billed twice. A batch is
@@ -21,6 +22,7 @@ outbox worker posts it; the run's posted/pending/failed counts are read from the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta
@@ -223,6 +225,32 @@ class BillingRunService:
         return True
 
     async def _execute(self, row, owner: str) -> None:
+        # The lease is kept alive apart from the progress saved between batches: a
+        # subscription may wait out a wrapped system's pause (retries honouring a
+        # Retry-After) for longer than the lease, and a live runner must not be taken
+        # over. A process that dies stops renewing it.
+        keeper = asyncio.ensure_future(self._keep_lease(row.id, owner))
+        try:
+            await self._bill_all(row, owner)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_lease(self, run_id: str, owner: str) -> None:
+        """Renew the run's lease every third of it until cancelled or lost."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            async with self._sessions.begin() as session:
+                kept = await session.execute(
+                    sa.update(billing_runs)
+                    .where(billing_runs.c.id == run_id, billing_runs.c.lease_owner == owner)
+                    .values(lease_until=utcnow() + self.lease)
+                )
+            if kept.rowcount != 1:  # taken over: the next save stops the run
+                return
+
+    async def _bill_all(self, row, owner: str) -> None:
         run = await self._prepare(row)
         subscriptions = run.subscriptions
         chunks = [subscriptions[i : i + _CHUNK] for i in range(0, len(subscriptions), _CHUNK)]
