@@ -93,10 +93,12 @@ class Corrections:
         async for attempt in transient_retrying():
             with attempt:
                 drafts = await self._biller.draft(run_id, subscription, period, masters, {})
+        # The subscription's documents of the period, read once for every currency.
+        standing = await self._invoices.of_subscription(subscription, period.first_day)
         memos: list[tuple[Invoice, list[str | None]]] = []
         metered: set[str] = set()
         for now, event_types in drafts:
-            memos += await self._memos(subscription, period, now, event_types)
+            memos += self._memos(standing, now, event_types)
             metered.update(t for t in event_types if t is not None)
         async with self._sessions.begin() as session:
             # Taking the late events first makes a concurrent correction of the same
@@ -124,23 +126,13 @@ class Corrections:
                     )
         return [memo for memo, _ in memos]
 
-    async def _memos(
+    def _memos(
         self,
-        subscription: Subscription,
-        period: Period,
+        standing: list[Invoice],
         rerated: Invoice,
         event_types: list[str | None],
     ) -> list[tuple[Invoice, list[str | None]]]:
-        documents, _ = await self._invoices.list(
-            customer_id=subscription.customer_id, period_start=period.first_day, limit=200
-        )
-        documents = [
-            d
-            for d in documents
-            if d.subscription_id == subscription.id
-            and d.currency == rerated.currency
-            and d.status != "void"
-        ]
+        documents = [d for d in standing if d.currency == rerated.currency]
         original = next((d for d in documents if d.kind == "invoice"), None)
         if original is None:  # never invoiced: a run bills it, not a memo
             return []

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import errors
-from canonical.model import Invoice, InvoiceLine, TaxLine
+from canonical.model import Invoice, InvoiceLine, Subscription, TaxLine
 from canonical.persistence import insert_ignore
 from canonical.time import utcnow
 from process_apis.paging import equal_to, fetch_page
@@ -250,6 +250,26 @@ class InvoiceStore:
             if row is None:
                 raise errors.NotFound(f"invoice {invoice_id} not found")
             return (await _with_lines(session, [row]))[0]
+
+    async def of_subscription(
+        self, subscription: Subscription, period_start: date
+    ) -> list[Invoice]:
+        """Every document billing ``subscription`` for the period starting on
+        ``period_start`` that stands (not void), in id order: all of them, however many."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    sa.select(invoices)
+                    .where(
+                        invoices.c.customer_id == subscription.customer_id,
+                        invoices.c.subscription_id == subscription.id,
+                        invoices.c.period_start == period_start,
+                        invoices.c.status != "void",
+                    )
+                    .order_by(invoices.c.id)
+                )
+            ).all()
+            return await _with_lines(session, rows)
 
     async def many(self, invoice_ids: Collection[str]) -> list[Invoice]:
         """The invoices of ``invoice_ids`` that exist, in id order: two queries in all."""
