@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.money import ZERO
 from canonical.time import Period
-from process_apis.reconciliation.quantities import standing
+from process_apis.invoices.counting import counted, standing
 from process_apis.tables import exceptions, invoices, postings, usage_events
 
 __all__ = [
@@ -184,8 +184,7 @@ async def _outbox(
         .join(postings, postings.c.invoice_id == invoices.c.id)
         .where(
             invoices.c.period_start == period.first_day,
-            standing(),
-            invoices.c.status != "draft",
+            counted(),
         )
     )
     counts: dict[tuple[str, str, str], int] = defaultdict(int)

@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from canonical.model import Invoice
 from canonical.money import ZERO
+from process_apis.invoices.counting import counted
 from process_apis.invoices.queries import IssuedDocument, issued
 from process_apis.invoices.store import InvoiceStore
-from process_apis.reconciliation.quantities import standing
 from process_apis.tables import invoice_payments, invoices
 
 __all__ = ["AppliedPayment", "CurrencyBalance", "Receivables", "amount_due"]
@@ -84,7 +84,7 @@ class Receivables:
             invoices.c.currency,
             invoices.c.total,
             invoices.c.amount_paid,
-        ).where(invoices.c.customer_id == customer_id, invoices.c.status != "draft", standing())
+        ).where(invoices.c.customer_id == customer_id, counted())
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
         # Summed here, not with SQL SUM: amounts are stored as exact decimal text.

@@ -22,6 +22,7 @@ from experience_apis.finance.views import (
     UsageDay,
     UsageSummary,
 )
+from process_apis.invoices.counting import direction
 from process_apis.period_figures import (
     DocumentTally,
     EventTally,
@@ -30,7 +31,6 @@ from process_apis.period_figures import (
     PostedTally,
 )
 from process_apis.reconciliation import ReconciliationReport
-from process_apis.reconciliation.quantities import direction
 
 __all__ = [
     "invoiced",

@@ -36,13 +36,12 @@ from canonical.money import total
 from canonical.time import Period, utcnow
 from process_apis.audit import append
 from process_apis.billing.invoicing import RunMasterData, SubscriptionBiller
+from process_apis.invoices.counting import direction
 from process_apis.invoices.store import InvoiceStore, next_invoice_numbers, write_invoices
 from process_apis.retries import transient_retrying
 from process_apis.tables import usage_events
 
 __all__ = ["Corrections"]
-
-_SIGN = {"invoice": 1, "debit_memo": 1, "credit_memo": -1}
 
 
 class _Billed(msgspec.Struct):
@@ -140,7 +139,7 @@ class Corrections:
         billed: dict[str, _Billed] = defaultdict(_Billed)
         for document in documents:
             for line in document.lines:
-                billed[line.charge_code].add(line, _SIGN[document.kind])
+                billed[line.charge_code].add(line, direction(document.kind))
         now: dict[str, _Billed] = defaultdict(_Billed)
         for line, event_type in zip(rerated.lines, event_types, strict=True):
             now[line.charge_code].add(line, 1, event_type)

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from canonical.model import ErpDocument, decimal_text
 from canonical.money import ZERO
 from canonical.time import Period
-from process_apis.reconciliation.quantities import standing
+from process_apis.invoices.counting import counted, standing
 from process_apis.reconciliation.report import (
     ReconciledDocument,
     ReconciledLedger,
@@ -94,8 +94,7 @@ class DocumentCheck:
             .outerjoin(postings, postings.c.invoice_id == invoices.c.id)
             .where(
                 invoices.c.period_start == period.first_day,
-                standing(),
-                invoices.c.status != "draft",
+                counted(),
             )
             .order_by(invoices.c.id)
         )

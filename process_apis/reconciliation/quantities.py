@@ -43,6 +43,7 @@ from canonical.money import ZERO
 from canonical.time import Period, midnight
 from process_apis.billing.aggregation import UsageWindow, aggregate_windows
 from process_apis.billing.segments import segments
+from process_apis.invoices.counting import direction, standing
 from process_apis.reconciliation.report import (
     ReconciledQuantity,
     ReconciliationVariance,
@@ -52,23 +53,7 @@ from process_apis.tables import invoice_lines, invoices
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
-__all__ = ["QuantityCheck", "QuantityResult", "direction", "standing"]
-
-# The direction in which a document's line quantities count (kind -> sign).
-_DIRECTIONS = {"invoice": 1, "debit_memo": 1, "credit_memo": -1}
-
-
-def direction(kind: str) -> int:
-    """+1 or -1: how a document of ``kind`` moves the billed quantity."""
-    return _DIRECTIONS.get(kind, 1)
-
-
-def standing():
-    """The documents that count: every one but a void that never reached the ERP (voided
-    as a draft or finalized: as if never issued). A posted document that was voided
-    stays in the ERP and counts, as does the credit memo reversing it, which cancels its
-    quantities (process_apis/invoices/lifecycle.py)."""
-    return sa.or_(invoices.c.status != "void", invoices.c.erp_document_id.is_not(None))
+__all__ = ["QuantityCheck", "QuantityResult"]
 
 
 class QuantityResult(msgspec.Struct):

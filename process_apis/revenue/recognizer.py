@@ -35,10 +35,10 @@ from canonical.model import Meter, RevenueJournal, RevenueJournalLine
 from canonical.time import midnight, utcnow
 from process_apis.billing.aggregation import billed_events, quantity_of
 from process_apis.exceptions.service import raise_exception, resolve_exceptions
+from process_apis.invoices.counting import direction
 from process_apis.invoices.reversals import reversed_invoice
 from process_apis.posting.cursors import move_cursor, read_cursor
 from process_apis.posting.service import booking_date
-from process_apis.reconciliation.quantities import direction
 from process_apis.retries import transient_retrying
 from process_apis.revenue.schedule import Plan, entries, service_days
 from process_apis.revenue.table import revenue_journals, revenue_schedules

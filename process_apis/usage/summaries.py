@@ -1,7 +1,6 @@
 """A customer's usage of one period per meter: what its events measure, what the
 period's documents bill, and on request a daily series. The portal's usage view and the
-partner API's (``process_apis.metered_usage``) both read it, so they list the same
-meters with the same quantities.
+Partner API's both read it, so they list the same meters with the same quantities.
 
 Which meters: those the price plans of the customer's subscriptions charge at any time
 in the period, and any other meter a document of the period bills (after a plan change,
@@ -39,7 +38,7 @@ from canonical.model import Meter
 from canonical.money import ZERO
 from canonical.time import Period, midnight
 from process_apis.billing.aggregation import UsageWindow, aggregate_days, aggregate_windows
-from process_apis.reconciliation.quantities import direction, standing
+from process_apis.invoices.counting import counted, direction
 from process_apis.tables import invoice_lines, invoices
 from process_apis.usage.terms import CustomerTerms, meters_by_code
 from system_apis.billing.port import BillingPort
@@ -128,8 +127,7 @@ class UsageSummaries:
             .where(
                 invoices.c.customer_id == customer_id,
                 invoices.c.period_start == period.first_day,
-                invoices.c.status != "draft",
-                standing(),
+                counted(),
                 invoice_lines.c.meter_code.is_not(None),
             )
         )
