@@ -48,7 +48,7 @@ from process_apis.billing.aggregation import (
     aggregate_windows,
 )
 from process_apis.billing.drafts import Draft, status_for
-from process_apis.billing.segments import rate_segment, segment_window, segments
+from process_apis.billing.segments import plan_meters, rate_segment, segment_window, segments
 from process_apis.invoices.store import next_invoice_numbers, write_invoices
 from process_apis.posting.service import posting_date
 from process_apis.retries import transient_retrying
@@ -98,11 +98,7 @@ class RunMasterData:
         return await _cached(self._plans, plan_id, self._billing.get_plan)
 
     def plan_meters(self, plan: PricePlan) -> list[Meter]:
-        return [
-            self.meters[c.meter_code]
-            for c in plan.charges
-            if getattr(c, "meter_code", None) in self.meters
-        ]
+        return plan_meters(plan, self.meters)
 
     async def legal_entity(self, entity_id: str) -> LegalEntity:
         return await _cached(self._entities, entity_id, self._erp.get_legal_entity)

@@ -10,12 +10,12 @@ from datetime import date, datetime
 
 import msgspec
 
-from canonical.model import Meter, RatedCharge, Subscription
+from canonical.model import Meter, PricePlan, RatedCharge, Subscription
 from canonical.time import Period, midnight
 from process_apis.billing.aggregation import MeterQuantity, UsageWindow
 from system_apis.billing.port import BillingPort, RatingRequest
 
-__all__ = ["Segment", "rate_segment", "segment_window", "segments"]
+__all__ = ["Segment", "plan_meters", "rate_segment", "segment_window", "segments"]
 
 
 class Segment(msgspec.Struct, frozen=True):
@@ -43,6 +43,13 @@ def segments(subscription: Subscription, period: Period) -> list[Segment]:
         cursor, plan_id = amendment.effective_from, amendment.plan_id
     out.append(Segment(cursor, end, plan_id))
     return out
+
+
+def plan_meters(plan: PricePlan, meters: Mapping[str, Meter]) -> list[Meter]:
+    """The meters ``plan`` charges, each once, in charge order; ``meters`` by code (a
+    meter missing there is not measured: its charges rate a quantity of zero)."""
+    codes = [getattr(c, "meter_code", None) for c in plan.charges]
+    return [meters[code] for code in dict.fromkeys(codes) if code in meters]
 
 
 def segment_window(

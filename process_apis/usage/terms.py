@@ -21,7 +21,7 @@ import msgspec
 from canonical import errors
 from canonical.model import Meter, PricePlan, Subscription
 from canonical.time import Period
-from process_apis.billing.segments import Segment, segments
+from process_apis.billing.segments import Segment, plan_meters, segments
 from system_apis.billing.port import BillingPort
 from system_apis.crm.port import CrmPort
 
@@ -62,8 +62,7 @@ class CustomerTerms(msgspec.Struct, frozen=True, kw_only=True):
 
     def plan_meters(self, plan: PricePlan) -> list[Meter]:
         """The meters a plan charges, in charge order (as a billing run rates them)."""
-        codes = [getattr(c, "meter_code", None) for c in plan.charges]
-        return [self.meters[code] for code in dict.fromkeys(codes) if code in self.meters]
+        return plan_meters(plan, self.meters)
 
     def charged_meters(self) -> list[Meter]:
         """Every meter charged in the period, by code."""
