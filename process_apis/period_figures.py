@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.money import ZERO
 from canonical.time import Period
+from process_apis.billing.aggregation import event_day, read_day
 from process_apis.invoices.counting import counted, standing
 from process_apis.tables import exceptions, invoices, postings, usage_events
 
@@ -116,17 +117,10 @@ class PeriodFigures:
         )
 
 
-def _day(column, dialect: str):
-    """The UTC calendar day of a timestamp column, as ``YYYY-MM-DD`` text."""
-    if dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-    return sa.func.date(column)  # SQLite keeps UTC timestamps as ISO text
-
-
 async def _events(session: AsyncSession, period: Period) -> list[EventTally]:
     """One grouped pass over the period's events: they are the bulk of the store, so
     they are not scanned once per figure."""
-    day = _day(usage_events.c.timestamp, session.bind.dialect.name).label("day")
+    day = event_day(session.bind.dialect.name).label("day")
     rows = await session.execute(
         sa.select(
             day,
@@ -141,7 +135,7 @@ async def _events(session: AsyncSession, period: Period) -> list[EventTally]:
     )
     return [
         EventTally(
-            day=date.fromisoformat(on),
+            day=read_day(on),
             event_type=event_type,
             events=int(events),
             unmatched=int(unmatched),

@@ -52,7 +52,9 @@ __all__ = [
     "aggregate_days",
     "aggregate_windows",
     "billed_events",
+    "event_day",
     "quantity_of",
+    "read_day",
     "window_filter",
 ]
 
@@ -237,6 +239,18 @@ _DIALECTS = {
 }
 
 
+def event_day(dialect: str):
+    """An event's UTC day (``usage_events.timestamp``), whatever the session's time zone:
+    the day ``aggregate_days`` groups by, for other reads of events by day. Read its
+    values with ``read_day``."""
+    return sa.literal_column(_DIALECTS[dialect].day)
+
+
+def read_day(value) -> date:
+    """A value of ``event_day``: a date on PostgreSQL, its ISO text on SQLite."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
 def _class(d: _Dialect, k: int) -> str:
     """The class of property ``k``'s value, computed once per event: 0 absent, 1 an
     integer that fits 64 bits (17 characters at most), 2 a longer one, 3 a real, 4 a
@@ -378,7 +392,7 @@ async def _grouped(
             at += width
         day = None
         if by_day:  # a date on PostgreSQL, its ISO text on SQLite
-            day = row[1] if isinstance(row[1], date) else date.fromisoformat(row[1])
+            day = read_day(row[1])
         groups.append(_Group(row[0], day, count, quantities))
     return groups
 
