@@ -4,6 +4,8 @@ maintenance): tenacity, with exponential backoff and jitter, never sooner than a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -32,11 +34,13 @@ def transient_retrying(
     initial: float = 0.2,
     most: float = 10.0,
     max_wait: float | None = None,
+    before_pause: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncRetrying:
     """``async for attempt in transient_retrying(): with attempt: ...``; the last error
     is raised when the attempts run out (the caller holds or defers the work). With
     ``max_wait``, a failure asking for a longer pause is raised at once (the caller
-    schedules it rather than sleeping)."""
+    schedules it rather than sleeping). ``before_pause(seconds)`` is awaited before each
+    pause (a caller holding a lease extends it: waiting is not stalling)."""
     backoff = wait_exponential_jitter(initial=initial, max=most)
 
     def wait(state: RetryCallState) -> float:
@@ -46,10 +50,15 @@ def transient_retrying(
     def retryable(exc: BaseException) -> bool:
         return transient(exc) and (max_wait is None or asked_wait(exc) <= max_wait)
 
+    async def pausing(state: RetryCallState) -> None:
+        if before_pause is not None and state.next_action is not None:
+            await before_pause(state.next_action.sleep)
+
     return AsyncRetrying(
         retry=retry_if_exception(retryable),
         wait=wait,
         stop=stop_after_attempt(attempts),
+        before_sleep=pausing,
         reraise=True,
     )
 

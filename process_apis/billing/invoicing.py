@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import msgspec
@@ -224,10 +224,13 @@ class SubscriptionBiller:
         period: Period,
         masters: RunMasterData,
         usage: Usage,
+        *,
+        before_pause: Callable[[float], Awaitable[None]] | None = None,
     ) -> dict[str, list[Draft] | Exception]:
         """``draft`` for each subscription, up to ``_CONCURRENT`` at a time (rating and tax
         are calls to other systems: waited for together, not one after the other); per
-        subscription id, its drafts or the error it raised."""
+        subscription id, its drafts or the error it raised. ``before_pause(seconds)`` is
+        awaited before a retry waits out a system's pause (the run extends its lease)."""
         bind = self._sessions.kw.get("bind")
         sqlite = bind is not None and bind.dialect.name == "sqlite"
         gate = asyncio.Semaphore(1 if sqlite else _CONCURRENT)
@@ -237,7 +240,7 @@ class SubscriptionBiller:
                 try:
                     # A wrapped system that is briefly down or throttling is waited for;
                     # only what still fails after the retries is held.
-                    async for attempt in transient_retrying():
+                    async for attempt in transient_retrying(before_pause=before_pause):
                         with attempt:
                             return await self.draft(run_id, subscription, period, masters, usage)
                 except Exception as exc:  # the run decides: hold it, or fail

@@ -5,9 +5,10 @@ their invoices are written in batches, many to a transaction.
 
 A run is asynchronous and resumable. ``start`` records it ``queued``; a runner (the
 ``BillingRunner`` of a gateway or worker process, or the CLI inline) ``execute``s it
-while holding a lease it renews (every third of it, also while a subscription waits out
-a wrapped system's pause). If the process dies, the lease runs out and another
-runner resumes the run from the beginning: subscriptions it already billed are found
+while holding a lease it renews between batches and extends through any pause a
+subscription waits out (a system's Retry-After): a runner that hangs loses it, one that
+waits does not. If the process dies, the lease runs out and another runner resumes
+the run from the beginning: subscriptions it already billed are found
 by their invoices (which carry the run id) and skipped, and the unique index on
 invoices turns any write racing it into a no-op, so nothing is billed twice. A batch is
 one transaction: a runner dying mid-batch leaves none of it, and the resumed run bills
@@ -22,8 +23,8 @@ outbox worker posts it; the run's posted/pending/failed counts are read from the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -84,6 +85,7 @@ class _Run(msgspec.Struct, kw_only=True):
     """A run while it executes."""
 
     id: str
+    owner: str  # the runner holding its lease
     period: Period
     subscriptions: list[Subscription]
     masters: RunMasterData
@@ -225,33 +227,7 @@ class BillingRunService:
         return True
 
     async def _execute(self, row, owner: str) -> None:
-        # The lease is kept alive apart from the progress saved between batches: a
-        # subscription may wait out a wrapped system's pause (retries honouring a
-        # Retry-After) for longer than the lease, and a live runner must not be taken
-        # over. A process that dies stops renewing it.
-        keeper = asyncio.ensure_future(self._keep_lease(row.id, owner))
-        try:
-            await self._bill_all(row, owner)
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-
-    async def _keep_lease(self, run_id: str, owner: str) -> None:
-        """Renew the run's lease every third of it until cancelled or lost."""
-        while True:
-            await asyncio.sleep(self.lease.total_seconds() / 3)
-            async with self._sessions.begin() as session:
-                kept = await session.execute(
-                    sa.update(billing_runs)
-                    .where(billing_runs.c.id == run_id, billing_runs.c.lease_owner == owner)
-                    .values(lease_until=utcnow() + self.lease)
-                )
-            if kept.rowcount != 1:  # taken over: the next save stops the run
-                return
-
-    async def _bill_all(self, row, owner: str) -> None:
-        run = await self._prepare(row)
+        run = await self._prepare(row, owner)
         subscriptions = run.subscriptions
         chunks = [subscriptions[i : i + _CHUNK] for i in range(0, len(subscriptions), _CHUNK)]
         usage = self._biller.usage_ahead(chunks, run.period, run.masters, set(run.billed))
@@ -271,7 +247,7 @@ class BillingRunService:
                 await raise_leftovers(session, run.period)
         await self._finish(run.id, owner, "completed", None)
 
-    async def _prepare(self, row) -> _Run:
+    async def _prepare(self, row, owner: str) -> _Run:
         """The run's scope and what it reads once: subscriptions, master data, what is
         billed already and which subscriptions are held."""
         period = Period.parse(row.period)
@@ -291,6 +267,7 @@ class BillingRunService:
         )
         return _Run(
             id=row.id,
+            owner=owner,
             period=period,
             subscriptions=subscriptions,
             masters=masters,
@@ -310,7 +287,14 @@ class BillingRunService:
         """Draft a batch's subscriptions (concurrently), hold those that cannot be
         billed, and write the others' invoices in one transaction."""
         todo = [s for s in batch if s.id not in run.billed]
-        drafted = await self._biller.draft_many(run.id, todo, run.period, run.masters, usage)
+        drafted = await self._biller.draft_many(
+            run.id,
+            todo,
+            run.period,
+            run.masters,
+            usage,
+            before_pause=functools.partial(self._extend_lease, run.id, run.owner),
+        )
         pending: list[tuple[Subscription, list[Draft]]] = []
         for subscription in batch:
             run.progress.rated += 1
@@ -408,6 +392,18 @@ class BillingRunService:
                 sa.update(billing_runs)
                 .where(billing_runs.c.lease_owner == owner, billing_runs.c.status == "running")
                 .values(lease_owner=None, lease_until=None)
+            )
+
+    async def _extend_lease(self, run_id: str, owner: str, pause: float) -> None:
+        """Keep the lease through a pause a subscription waits out (a system's
+        Retry-After, a backoff), however long: the runner is alive and waiting, not
+        stalled, so it must not be taken over. Nothing if the lease is gone already
+        (the next save stops the run)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                sa.update(billing_runs)
+                .where(billing_runs.c.id == run_id, billing_runs.c.lease_owner == owner)
+                .values(lease_until=utcnow() + timedelta(seconds=pause) + self.lease)
             )
 
     async def _save(self, run_id: str, owner: str, progress: Progress) -> None:
